@@ -27,7 +27,7 @@ class Progress:
         self.postfix = ""
         self.n = 0
         self.t0 = time.perf_counter()
-        self._last = 0.0
+        self._last = self.t0
 
     def __iter__(self):
         try:

@@ -1,0 +1,313 @@
+"""Train an ItNet on a SegNet-layout dataset (CamVid) with the paper's recipe.
+
+    python -m minitnet.torch.train --data ../shared/data/camvid --out runs/shared-f51
+
+Recipe (paper II-B, II-D; spec ARCHITECTURE.md, Training): Equation 1 loss, a
+weighted mean over outputs of the pixel cross entropy with weights a_n
+normalised to sum 1; void pixels ignored; Adam (0.9, 0.999), lr 1e-3 times 0.1
+at 70% and 85% of the epochs; batch 8; random horizontal flips and random
+crops (480x352 by default); pixels / 255. Options: output weights (all,
+single:n, late:k, thinned:s, linear, or a list), dropout after the depthwise
+convs, L2 weight decay, bf16 autocast and channels_last (see TRAINING-NOTES).
+
+Every epoch: a progress bar, a line in ``log.csv`` and ``log.jsonl`` (train loss,
+validation mIoU of every output), ``last.pt`` (everything needed to resume
+exactly: model, optimiser, scheduler, RNG states, log). The best epoch by the
+validation mIoU of the last output is kept as ``best.pt`` and exported to
+``best.h5`` with ``export_hdf5``. ``--resume`` continues from ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import ItNetConfig
+from ..data import CAMVID_VOID, list_split, read_image, read_label
+from ..metrics import confusion_matrix, mean_iou
+from ..progress import Progress
+from ..weights import CAMVID_NORMALISATION
+from .export import export_hdf5
+from .model import TorchItNet
+
+__all__ = ["output_weights", "Trainer", "main"]
+
+
+def output_weights(spec: str, heads: tuple[int, ...]) -> np.ndarray:
+    """Loss weights a_n for the head iterations ``heads``, normalised to sum 1 (Eq. 1).
+
+    all          a_n = 1 for every output
+    single:n     only output n
+    late:k       the last k outputs
+    thinned:s    outputs 1, 1+s, 1+2s, ... (every s-th, the first kept)
+    linear       a_n = n (linearly increasing)
+    w1,w2,...    explicit weights, one per head
+    """
+    heads = tuple(heads)
+    a = None
+    if spec == "all":
+        a = np.ones(len(heads))
+    elif spec == "linear":
+        a = np.array(heads, dtype=float)
+    elif spec.startswith("single:"):
+        n = int(spec.split(":")[1])
+        if n not in heads:
+            raise SystemExit(f"--loss-weights {spec}: output {n} is not a head (heads: {list(heads)})")
+        a = np.array([1.0 if h == n else 0.0 for h in heads])
+    elif spec.startswith("late:"):
+        k = int(spec.split(":")[1])
+        a = np.array([1.0 if i >= len(heads) - k else 0.0 for i in range(len(heads))])
+    elif spec.startswith("thinned:"):
+        s = int(spec.split(":")[1])
+        a = np.array([1.0 if i % s == 0 else 0.0 for i in range(len(heads))])
+    else:
+        try:
+            a = np.array([float(v) for v in spec.split(",")])
+        except ValueError:
+            raise SystemExit(f"--loss-weights: cannot parse {spec!r}") from None
+        if a.shape != (len(heads),):
+            raise SystemExit(f"--loss-weights: {len(a)} weights given, the model has {len(heads)} heads")
+    if np.any(a < 0) or a.sum() <= 0:
+        raise SystemExit(f"--loss-weights {spec}: weights must be >= 0 with a positive sum, got {a.tolist()}")
+    return a / a.sum()
+
+
+def _load_split(data_dir, split, limit=None):
+    pairs = list_split(data_dir, split)[: limit or None]
+    imgs = np.stack([read_image(p) for p, _ in pairs])
+    labs = np.stack([read_label(q) for _, q in pairs])
+    return imgs, labs
+
+
+class Trainer:
+    def __init__(self, args):
+        self.args = a = args
+        torch.manual_seed(a.seed)
+        self.out = Path(a.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg = ItNetConfig(levels=a.levels, blocks=a.blocks, iterations=a.iterations, width=a.width,
+                               classes=a.classes, shared=not a.independent,
+                               heads=tuple(int(h) for h in a.heads.split(",")) if a.heads else None)
+        self.model = TorchItNet(self.cfg, dropout=a.dropout)
+        self.memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        self.a_n = torch.tensor(output_weights(a.loss_weights, self.cfg.head_iterations), dtype=torch.float32)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=a.lr, betas=(0.9, 0.999), weight_decay=a.weight_decay)
+        steps = [int(round(0.7 * a.epochs)), int(round(0.85 * a.epochs))]
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=steps, gamma=0.1)
+        self.rng = np.random.default_rng(a.seed)
+        self.epoch = 0
+        self.best = -1.0
+        self.log: list[dict] = []
+        self.scale = np.asarray(CAMVID_NORMALISATION["scale"], np.float32)
+        self.offset = np.asarray(CAMVID_NORMALISATION["offset"], np.float32)
+        self.train_x, self.train_y = _load_split(a.data, "train", a.train_limit)
+        self.val_x, self.val_y = (None, None)
+        if a.eval_every > 0:
+            self.val_x, self.val_y = _load_split(a.data, a.val_split, a.val_limit)
+
+    # -- state -----------------------------------------------------------------
+    def state(self):
+        return {
+            "model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+            "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": self.epoch,
+            "best": self.best, "log": self.log, "config": self.cfg.to_dict(), "args": vars(self.args),
+        }
+
+    def save(self, name):
+        tmp = self.out / (name + ".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, self.out / name)
+
+    def load(self, path):
+        s = torch.load(path, map_location="cpu", weights_only=False)
+        if s["config"] != self.cfg.to_dict():
+            raise SystemExit(f"--resume: checkpoint config {s['config']} differs from {self.cfg.to_dict()}")
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        self.sched.load_state_dict(s["sched"])
+        self.rng.bit_generator.state = s["rng"]
+        torch.set_rng_state(s["torch_rng"])
+        self.epoch, self.best, self.log = s["epoch"], s["best"], s["log"]
+
+    # -- data ------------------------------------------------------------------
+    def to_tensor(self, imgs):
+        x = imgs.astype(np.float32) * self.scale + self.offset
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(
+            memory_format=self.memory_format)
+
+    def batches(self):
+        """One epoch of (x, y) batches: shuffled, random crop and flip, from self.rng."""
+        a = self.args
+        n = len(self.train_x)
+        order = self.rng.permutation(n)
+        ch, cw = a.crop_height, a.crop_width
+        H, W = self.train_x.shape[1:3]
+        ch, cw = min(ch, H), min(cw, W)
+        for i in range(0, n - a.batch_size + 1 if a.drop_last else n, a.batch_size):
+            idx = order[i:i + a.batch_size]
+            xs, ys = [], []
+            for j in idx:
+                oy = int(self.rng.integers(0, H - ch + 1))
+                ox = int(self.rng.integers(0, W - cw + 1))
+                img = self.train_x[j, oy:oy + ch, ox:ox + cw]
+                lab = self.train_y[j, oy:oy + ch, ox:ox + cw]
+                if self.rng.random() < 0.5:
+                    img, lab = img[:, ::-1], lab[:, ::-1]
+                xs.append(img)
+                ys.append(lab)
+            yield self.to_tensor(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.int64))
+
+    # -- steps -----------------------------------------------------------------
+    def loss(self, outs, y):
+        void = self.args.void
+        losses = torch.stack([F.cross_entropy(o.float(), y, ignore_index=void) for o in outs])
+        return (self.a_n * losses).sum()
+
+    def step(self, x, y):
+        self.model.train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.args.bf16):
+            outs = self.model(x)
+        loss = self.loss(outs, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    @torch.inference_mode()
+    def evaluate(self):
+        self.model.eval()
+        C = self.cfg.classes
+        confs = [np.zeros((C, C), np.int64) for _ in self.cfg.head_iterations]
+        bs = 4
+        for i in Progress(range(0, len(self.val_x), bs), desc="  val", log_interval=120):
+            x = self.to_tensor(self.val_x[i:i + bs])
+            y = self.val_y[i:i + bs]
+            for k, o in enumerate(self.model(x)):
+                confs[k] += confusion_matrix(o.argmax(1).numpy(), y, C, void=self.args.void)
+        return [mean_iou(c) for c in confs]
+
+    def train(self):
+        a = self.args
+        if a.resume and (self.out / "last.pt").exists():
+            self.load(self.out / "last.pt")
+            print(f"resumed from {self.out / 'last.pt'} at epoch {self.epoch}", file=sys.stderr)
+        steps_done = 0
+        while self.epoch < a.epochs:
+            t0 = time.time()
+            losses = []
+            nb = len(self.train_x) // a.batch_size if a.drop_last else -(-len(self.train_x) // a.batch_size)
+            bar = Progress(total=nb, desc=f"epoch {self.epoch + 1}/{a.epochs}", log_interval=60)
+            for x, y in self.batches():
+                losses.append(self.step(x, y))
+                bar.postfix = f"loss {np.mean(losses):.4f}"
+                bar.update()
+                steps_done += 1
+                if a.max_steps and steps_done >= a.max_steps:
+                    break
+            bar.close()
+            self.sched.step()
+            self.epoch += 1
+            rec = {"epoch": self.epoch, "lr": self.opt.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+                   "seconds": round(time.time() - t0, 1), "val_miou": None}
+            if a.eval_every > 0 and (self.epoch % a.eval_every == 0 or self.epoch == a.epochs):
+                miou = self.evaluate()
+                rec["val_miou"] = [round(m, 5) for m in miou]
+                if miou[-1] > self.best:
+                    self.best = miou[-1]
+                    rec["best"] = True
+            self.log.append(rec)
+            self._write_log(rec)
+            self.save("last.pt")
+            if rec.get("best"):
+                self.save("best.pt")
+                self.export(self.out / "best.h5")
+            msg = f"epoch {self.epoch}: loss {rec['train_loss']:.4f} ({rec['seconds']:.0f}s)"
+            if rec["val_miou"]:
+                msg += f" val mIoU first {rec['val_miou'][0]:.4f} last {rec['val_miou'][-1]:.4f} " \
+                       f"max {max(rec['val_miou']):.4f}"
+            print(msg, file=sys.stderr, flush=True)
+            if a.max_steps and steps_done >= a.max_steps:
+                break
+        return self.log
+
+    def export(self, path):
+        meta = {"epoch": self.epoch, "best_val_miou_last": self.best, "log": self.log[-1:],
+                "recipe": {k: v for k, v in vars(self.args).items() if k not in ("data", "out")}}
+        m = TorchItNet(self.cfg)
+        m.load_state_dict(self.model.state_dict())
+        export_hdf5(m.eval(), path, normalisation=CAMVID_NORMALISATION, metadata=meta)
+
+    def _write_log(self, rec):
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        new = not (self.out / "log.csv").exists()
+        with open(self.out / "log.csv", "a", newline="") as f:
+            w = csv.writer(f)
+            heads = list(self.cfg.head_iterations)
+            if new:
+                w.writerow(["epoch", "lr", "train_loss", "seconds"] + [f"miou_m{n}" for n in heads])
+            w.writerow([rec["epoch"], rec["lr"], rec["train_loss"], rec["seconds"]] +
+                       (rec["val_miou"] or [""] * len(heads)))
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m minitnet.torch.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="SegNet-layout dataset folder (train/, trainannot/, val/, valannot/)")
+    p.add_argument("--out", required=True, help="run folder: logs, checkpoints, best.h5")
+    g = p.add_argument_group("architecture")
+    g.add_argument("--levels", type=int, default=3)
+    g.add_argument("--blocks", type=int, default=1)
+    g.add_argument("--iterations", type=int, default=16)
+    g.add_argument("--width", type=int, default=51)
+    g.add_argument("--classes", type=int, default=11)
+    g.add_argument("--independent", action="store_true", help="independent weights per iteration (default: shared)")
+    g.add_argument("--heads", default=None, help="comma list of head iterations (default: all)")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--epochs", type=int, default=2000)
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--dropout", type=float, default=0.0)
+    g.add_argument("--loss-weights", default="all", help="all | single:n | late:k | thinned:s | linear | w1,w2,...")
+    g.add_argument("--crop-height", type=int, default=352)
+    g.add_argument("--crop-width", type=int, default=480)
+    g.add_argument("--void", type=int, default=CAMVID_VOID, help="label value ignored in loss and mIoU")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=False)
+    g = p.add_argument_group("compute")
+    g.add_argument("--bf16", action="store_true", help="bf16 autocast (weights stay float32)")
+    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--eval-every", type=int, default=1, help="validate every k epochs (0: never)")
+    g.add_argument("--val-split", default="val")
+    g.add_argument("--val-limit", type=int, default=None, help="validate on the first k images only")
+    g.add_argument("--train-limit", type=int, default=None, help="train on the first k images only")
+    g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t = Trainer(args)
+    t.train()
+    if (t.out / "best.pt").exists() and not (t.out / "best.h5").exists():
+        t.export(t.out / "best.h5")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
