@@ -91,7 +91,7 @@ def run(args) -> int:
                 if n not in targets:
                     continue
                 cls = logits[0].argmax(axis=0).astype(np.uint8)
-                Image.fromarray(cls, mode="L").save(targets[n][0])
+                Image.fromarray(cls).save(targets[n][0])
                 col = colorize(cls, CAMVID_PALETTE)
                 Image.fromarray(col).save(targets[n][1])
                 maps[n] = col
