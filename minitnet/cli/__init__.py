@@ -47,6 +47,12 @@ def main(argv=None) -> int:
     except MinitnetError as e:
         print(f"minitnet {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `minitnet info | head`: the reader left, that is fine
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"minitnet {args.command}: interrupted", file=sys.stderr)
         return 130
