@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,7 @@ class Trainer:
         self.model = self.model.to(memory_format=self.memory_format)
         self.a_n = torch.tensor(output_weights(a.loss_weights, self.cfg.head_iterations), dtype=torch.float32)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=a.lr, betas=(0.9, 0.999), weight_decay=a.weight_decay)
-        steps = [int(round(0.7 * a.epochs)), int(round(0.85 * a.epochs))]
-        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=steps, gamma=0.1)
+        self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=self.milestones(), gamma=0.1)
         self.rng = np.random.default_rng(a.seed)
         self.epoch = 0
         self.best = -1.0
@@ -114,6 +114,10 @@ class Trainer:
         self.val_x, self.val_y = (None, None)
         if a.eval_every > 0:
             self.val_x, self.val_y = _load_split(a.data, a.val_split, a.val_limit)
+
+    def milestones(self):
+        """Epochs after which the learning rate is multiplied by 0.1: 70% and 85% of --epochs."""
+        return [int(round(0.7 * self.args.epochs)), int(round(0.85 * self.args.epochs))]
 
     # -- state -----------------------------------------------------------------
     def state(self):
@@ -135,6 +139,14 @@ class Trainer:
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
         self.sched.load_state_dict(s["sched"])
+        # --epochs may change on resume: re-plan the steps, and put the lr where the plan says
+        self.sched.milestones = Counter(self.milestones())
+        lr = self.args.lr
+        for m in self.milestones():  # multiply in the scheduler's order, so the float is identical
+            if s["epoch"] >= m:
+                lr *= 0.1
+        for g in self.opt.param_groups:
+            g["lr"] = lr
         self.rng.bit_generator.state = s["rng"]
         torch.set_rng_state(s["torch_rng"])
         self.epoch, self.best, self.log = s["epoch"], s["best"], s["log"]
