@@ -1,0 +1,835 @@
+"""Cycle-level timing of the loop graph on fully-parallel crossbar tiles.
+
+Every unique conv layer owns its tiles (``emulator.tiles.plan_layer``); all
+tiles work at once.  A shared iterative block's tiles serve iteration n + 1
+after iteration n, so the loop trades chip area for time.  This module
+measures that trade-off row by row.
+
+Model
+-----
+* **Granularity: one output row.**  The simulation is event-driven; an event
+  is "a resource finishes a row" or "a row becomes data-ready".  Within a row
+  the pixels run back to back on the layer's tiles.
+* **Conv layers** run on tiles.  Every tile of a layer (row pieces and column
+  pieces, or depthwise channel groups) does one MVM per output pixel, all tiles
+  of the layer in parallel, so an output row of width OW occupies all of the
+  layer's tiles for ``OW * mvm_cycles`` cycles.  Partial sums of row pieces,
+  bias, activation and residual are added in the digital epilogue, pipelined
+  behind the ADCs: a finished row is readable by its consumers
+  ``row_handoff_cycles`` later (epilogue plus line-buffer write).
+* **Digital ops** (``affine``, ``maxpool``, ``resize``, ``concat``) run in
+  periphery, exactly, one unit per node (shared like the tiles of its block),
+  at ``*_cycles_per_pixel`` cycles per output pixel, all channels in parallel;
+  their rows are readable when they end (fused into the data path).
+* **Data dependencies.**  Output row r of a node needs input rows
+  ``lo[r]..hi[r]`` of each input (3x3 conv, stride 1: r-1..r+1; stride 2:
+  2r-1..2r+1; maxpool k: kr..kr+k-1; bilinear resize: the two source rows it
+  interpolates from; concat, affine and residuals: row r).  Rows are consumed
+  in order, so row r is data-ready when rows 0..hi[r] of every input are
+  readable.  The image is in memory at cycle 0 (the input is never the
+  bottleneck).
+* **Line buffers** are unbounded: a row stays stored until the last consumer
+  row that reads it has finished; the report gives the peak occupancy so
+  buffers can be sized.
+* **Arbitration.**  A free resource takes, among the rows that are data-ready
+  now, the one of the oldest (frame, iteration), never waiting for a busier
+  future (greedy list scheduling, non-preemptive per row).  So shared tiles
+  serve the iterations in order, and iteration n + 1 runs on the first rows
+  only while iteration n waits for data (wavefront pipelining).
+
+Mappings (``Mapping``)
+----------------------
+``shared``       one copy of the iterative block's tiles serves all N iterations.
+``independent``  the loop unrolled: N bodies, each with its own tiles.
+``replicated``   ``r`` copies of the shared block's tiles: with
+                 ``split="iteration"`` (default) copy ``(n - 1) % r`` serves
+                 iteration n (round robin over iterations, so copies pipeline
+                 as a wavefront like unrolled bodies); with ``split="row"`` every
+                 iteration's output row y goes to copy ``y % r``.
+Every mapping can also replicate the data block's convs (output rows round
+robin), the usual way to balance a pipeline whose first layers see more
+pixels: a data conv gets ``min(data_replication, ceil(P / P_body))`` copies,
+P its output pixels and P_body those of the largest iterative-block layer
+(more copies could not speed up the pipeline).  Heads always own their tiles
+(their weights differ).
+
+API: ``extract(graph, hw, timing, mapping, frames) -> (ops, resources)``;
+``simulate(ops, resources) -> Schedule``; ``time_mapping`` and ``time_graph``
+for the reports.  ``simulate`` runs any list of ``Op``; tests build small
+graphs with the ``rows_*`` helpers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import json
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import HardwareConfig
+from .errors import ConfigError
+from .tiles import plan_layer
+
+__all__ = ["TimingConfig", "Mapping", "MAPPINGS", "Resource", "Dep", "Op", "Schedule", "MappingTiming",
+           "TimingReport", "rows_conv", "rows_pool", "rows_resize", "rows_same", "extract", "simulate",
+           "time_mapping", "time_graph"]
+
+MAPPINGS = ("shared", "independent", "replicated")
+SPLITS = ("iteration", "row")
+
+
+# --- configuration ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TimingConfig:
+    """Timing of one tile MVM and of the digital periphery, in clock cycles.
+
+    One MVM (one output pixel on one tile):
+
+    * ``bit_serial=True``: the DAC applies the ``inp_bits`` input bits one pulse
+      after the other (``inp_bits * input_pulse_cycles``); otherwise one multi-level
+      pulse (``input_pulse_cycles``).
+    * conversion: a tile has ``cols / cols_per_adc`` ADCs; each converts its
+      ``cols_per_adc`` columns in turn, ``out_bits * adc_cycles_per_bit`` cycles
+      each (SAR).  Every tile converts all its columns, used or not.
+    * ``convert_per_bit=True`` (bit-serial only; ISAAC-style): every input bit is
+      converted and shift-added digitally, so the conversion repeats per bit.
+
+    ``mvm_cycles(hw)`` = input + conversion, or ``inp_bits * (input_pulse_cycles
+    + conversion)`` with ``convert_per_bit``.  Bits come from ``hw.inp_bits`` /
+    ``hw.out_bits``, or ``default_bits`` where those are None (unlimited).
+    """
+
+    bit_serial: bool = True
+    """Inputs applied bit-serially, one pulse per DAC bit (else one multi-level pulse)."""
+    input_pulse_cycles: int = 1
+    """Cycles per input pulse (one bit when bit-serial, the whole input otherwise). >= 1."""
+    adc_cycles_per_bit: int = 1
+    """Cycles per output bit of one ADC conversion (SAR: one comparison per bit). >= 1."""
+    cols_per_adc: int = 8
+    """Crossbar columns multiplexed onto one ADC, converted one after the other. >= 1."""
+    convert_per_bit: bool = False
+    """Bit-serial only: convert (and shift-add) after every input bit instead of once."""
+    default_bits: int = 8
+    """DAC/ADC bits assumed where the HardwareConfig says None (unlimited), in bits. >= 1."""
+    affine_cycles_per_pixel: int = 1
+    """Digital periphery: cycles per output pixel of a BN affine (all channels in parallel). >= 0."""
+    pool_cycles_per_pixel: int = 1
+    """Digital periphery: cycles per output pixel of a max-pool. >= 0."""
+    resize_cycles_per_pixel: int = 1
+    """Digital periphery: cycles per output pixel of a bilinear resize. >= 0."""
+    concat_cycles_per_pixel: int = 0
+    """Digital periphery: cycles per output pixel of a concatenation (0: wiring). >= 0."""
+    row_handoff_cycles: int = 4
+    """Cycles from a conv row's last MVM until consumers may read the row (digital
+    epilogue: partial sums, bias, activation, residual; line-buffer write). >= 0."""
+    clock_hz: float = 1e9
+    """Clock frequency, in Hz: converts cycles to seconds in reports. > 0."""
+
+    def __post_init__(self):
+        for name in ("bit_serial", "convert_per_bit"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"TimingConfig.{name}={getattr(self, name)!r}: expected True or False")
+        for name, lo in (("input_pulse_cycles", 1), ("adc_cycles_per_bit", 1), ("cols_per_adc", 1),
+                         ("default_bits", 1), ("affine_cycles_per_pixel", 0), ("pool_cycles_per_pixel", 0),
+                         ("resize_cycles_per_pixel", 0), ("concat_cycles_per_pixel", 0),
+                         ("row_handoff_cycles", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Integral) or isinstance(v, (bool, np.bool_)) or v < lo:
+                raise ConfigError(f"TimingConfig.{name}={v!r}: expected an integer >= {lo} (cycles)"
+                                  if "cycles" in name else
+                                  f"TimingConfig.{name}={v!r}: expected an integer >= {lo}")
+        v = self.clock_hz
+        if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"TimingConfig.clock_hz={v!r}: expected a finite number > 0 (Hz)")
+        if self.convert_per_bit and not self.bit_serial:
+            raise ConfigError("TimingConfig: convert_per_bit=True needs bit_serial=True "
+                              "(with one multi-level input pulse there is one conversion per MVM)")
+
+    def bits(self, hw: HardwareConfig) -> tuple[int, int]:
+        """(DAC bits, ADC bits) used for timing."""
+        return (self.default_bits if hw.inp_bits is None else hw.inp_bits,
+                self.default_bits if hw.out_bits is None else hw.out_bits)
+
+    def mvm_cycles(self, hw: HardwareConfig) -> int:
+        """Cycles of one tile MVM (see the class docstring)."""
+        inp, out = self.bits(hw)
+        conversion = self.cols_per_adc * out * self.adc_cycles_per_bit
+        if self.bit_serial and self.convert_per_bit:
+            return inp * (self.input_pulse_cycles + conversion)
+        pulses = inp if self.bit_serial else 1
+        return pulses * self.input_pulse_cycles + conversion
+
+    def describe(self, hw: HardwareConfig) -> str:
+        inp, out = self.bits(hw)
+        conv = f"{self.cols_per_adc} cols/ADC x {out}-bit SAR x {self.adc_cycles_per_bit}"
+        if self.bit_serial and self.convert_per_bit:
+            how = f"{inp} input bits x ({self.input_pulse_cycles} + {conv})"
+        elif self.bit_serial:
+            how = f"{inp} input bits x {self.input_pulse_cycles} + {conv}"
+        else:
+            how = f"1 input pulse x {self.input_pulse_cycles} + {conv}"
+        return (f"{self.mvm_cycles(hw)} cycles/MVM ({how}); row handoff {self.row_handoff_cycles}; "
+                f"periphery cycles/pixel: affine {self.affine_cycles_per_pixel}, pool "
+                f"{self.pool_cycles_per_pixel}, resize {self.resize_cycles_per_pixel}, concat "
+                f"{self.concat_cycles_per_pixel}; clock {self.clock_hz / 1e9:g} GHz")
+
+    def digital_cycles_per_pixel(self, op: str) -> int:
+        return {"affine": self.affine_cycles_per_pixel, "maxpool": self.pool_cycles_per_pixel,
+                "resize": self.resize_cycles_per_pixel, "concat": self.concat_cycles_per_pixel}[op]
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How the graph's layers are laid onto tiles (see the module docstring)."""
+
+    name: str = "shared"
+    """``shared``, ``independent`` or ``replicated``."""
+    replication: int = 1
+    """Copies of the iterative block's tiles (``replicated`` only; 1 otherwise). >= 1."""
+    split: str = "iteration"
+    """How copies share the work: ``iteration`` (copy (n-1) % r serves iteration n) or ``row``."""
+    data_replication: int = 1
+    """Most copies of a data-block conv layer's tiles (output rows round robin); a layer
+    gets ``min(data_replication, ceil(its pixels / largest body layer's pixels))``. >= 1."""
+
+    def __post_init__(self):
+        if self.name not in MAPPINGS:
+            raise ConfigError(f"Mapping.name={self.name!r}: expected one of {list(MAPPINGS)}")
+        if self.split not in SPLITS:
+            raise ConfigError(f"Mapping.split={self.split!r}: expected one of {list(SPLITS)}")
+        for nm in ("replication", "data_replication"):
+            v = getattr(self, nm)
+            if not isinstance(v, numbers.Integral) or isinstance(v, (bool, np.bool_)) or v < 1:
+                raise ConfigError(f"Mapping.{nm}={v!r}: expected an integer >= 1 (copies)")
+        if self.name != "replicated" and self.replication != 1:
+            raise ConfigError(f"Mapping: replication={self.replication} only applies to the 'replicated' "
+                              f"mapping, got name={self.name!r}")
+
+
+# --- row dependencies ---------------------------------------------------------------------------
+def rows_same(OH: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row r reads row r (concat, affine, residual). Returns (lo, hi), each (OH,)."""
+    r = np.arange(OH, dtype=np.int64)
+    return r, r.copy()
+
+
+def rows_conv(H: int, OH: int, KH: int, stride: int = 1, padding: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Input rows of a conv's output row r: ``r*stride - padding + (0..KH-1)``, clipped to 0..H-1."""
+    r = np.arange(OH, dtype=np.int64)
+    top = r * stride - padding
+    return np.clip(top, 0, H - 1), np.clip(top + KH - 1, 0, H - 1)
+
+
+def rows_pool(H: int, OH: int, kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input rows of a max-pool (stride = kernel, ceil mode): ``k*r .. k*r + k - 1``, clipped."""
+    return rows_conv(H, OH, kernel_size, kernel_size, 0)
+
+
+def rows_resize(H: int, OH: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source rows (i0, i1) of bilinear resize, align_corners=False, in float32 as torch:
+    ``src = max((r + 0.5) * H / OH - 0.5, 0)``, ``i0 = min(floor(src), H - 1)``,
+    ``i1 = min(i0 + 1, H - 1)``; identity when OH == H."""
+    if OH == H:
+        return rows_same(OH)
+    f32 = np.float32
+    src = np.maximum(f32(H) / f32(OH) * (np.arange(OH, dtype=f32) + f32(0.5)) - f32(0.5), f32(0.0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), H - 1)
+    return i0, np.minimum(i0 + 1, H - 1)
+
+
+# --- ops and resources --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resource:
+    """Something that does one row at a time: a layer's tiles, or a periphery unit (tiles=0)."""
+
+    name: str
+    tiles: int = 0
+    block: str = ""
+
+
+@dataclass(frozen=True)
+class Dep:
+    """Op ``op`` (index into the op list) supplies rows ``lo[r]..hi[r]`` to output row r."""
+
+    op: int
+    lo: np.ndarray = field(repr=False)
+    hi: np.ndarray = field(repr=False)
+
+
+@dataclass
+class Op:
+    """One execution of one node: ``rows`` output rows of ``row_cycles`` each.
+
+    Row r runs on ``resources[r % len(resources)]``; it becomes readable ``delay``
+    cycles after it ends.  Lower ``priority`` wins a contended resource.
+    ``row_mvms``: MVMs per tile per row (OW for a conv, 0 for digital ops);
+    ``row_elems``: values per output row (C * OW), for line-buffer sizes.
+    """
+
+    name: str
+    rows: int
+    row_cycles: int
+    resources: tuple[int, ...]
+    deps: tuple[Dep, ...] = ()
+    delay: int = 0
+    priority: tuple = ()
+    row_mvms: int = 0
+    row_elems: int = 0
+    frame: int = 0
+    block: str = ""
+    n: int = 0
+    node: str = ""
+    layer: str | None = None
+
+
+@dataclass
+class Schedule:
+    """``start[i]``, ``end[i]``, ``resource[i]``: per output row of op i (int64 arrays, cycles)."""
+
+    ops: list[Op]
+    resources: list[Resource]
+    start: list[np.ndarray]
+    end: list[np.ndarray]
+    resource: list[np.ndarray]
+
+    @property
+    def makespan(self) -> int:
+        return int(max((int(e.max()) for e in self.end if e.size), default=0))
+
+    def op_span(self, i: int) -> tuple[int, int]:
+        return int(self.start[i].min()), int(self.end[i].max())
+
+    def busy_cycles(self) -> np.ndarray:
+        """Busy cycles of every resource."""
+        busy = np.zeros(len(self.resources), np.int64)
+        for s, e, r in zip(self.start, self.end, self.resource):
+            np.add.at(busy, r, e - s)
+        return busy
+
+    def intervals(self, res: int) -> np.ndarray:
+        """(k, 3) array of (start, end, op index) rows run on resource ``res``, sorted by start."""
+        parts = [np.stack([s[r == res], e[r == res], np.full(int((r == res).sum()), i)], 1)
+                 for i, (s, e, r) in enumerate(zip(self.start, self.end, self.resource)) if (r == res).any()]
+        if not parts:
+            return np.zeros((0, 3), np.int64)
+        a = np.concatenate(parts).astype(np.int64)
+        return a[np.argsort(a[:, 0], kind="stable")]
+
+
+def simulate(ops: list[Op], resources: list[Resource]) -> Schedule:
+    """Event-driven list scheduling at row granularity (see the module docstring).
+
+    A free resource takes, among the rows assigned to it that are data-ready now,
+    the one of the op with the lowest ``priority``; a row is data-ready when rows
+    ``0..hi[r]`` of every dependency are readable.  Rows of one op start in order.
+    """
+    nops, nres = len(ops), len(resources)
+    for i, op in enumerate(ops):
+        if op.rows < 1 or op.row_cycles < 0 or op.delay < 0 or not op.resources:
+            raise ConfigError(f"simulate: op {i} {op.name!r} has rows={op.rows}, row_cycles={op.row_cycles}, "
+                              f"delay={op.delay}, resources={op.resources}: expected rows >= 1, cycles >= 0 "
+                              f"and at least one resource")
+        for d in op.deps:
+            if not 0 <= d.op < nops or d.op == i or len(d.hi) != op.rows or len(d.lo) != op.rows:
+                raise ConfigError(f"simulate: op {i} {op.name!r} has a bad dependency on op {d.op} "
+                                  f"(lo/hi lengths {len(d.lo)}/{len(d.hi)}, expected {op.rows})")
+            if int(np.max(d.hi)) >= ops[d.op].rows or int(np.min(d.lo)) < 0:
+                raise ConfigError(f"simulate: op {i} {op.name!r} reads rows up to {int(np.max(d.hi))} of op "
+                                  f"{d.op} {ops[d.op].name!r}, which has {ops[d.op].rows} rows")
+        if any(not 0 <= r < nres for r in op.resources):
+            raise ConfigError(f"simulate: op {i} {op.name!r} names resources {op.resources}, have {nres}")
+
+    order = sorted(range(nops), key=lambda i: (ops[i].priority, i))
+    res_ops: list[list[int]] = [[] for _ in range(nres)]
+    for i in order:
+        for r in dict.fromkeys(ops[i].resources):
+            res_ops[r].append(i)
+    deps = [[(d.op, d.hi.tolist()) for d in op.deps] for op in ops]
+    consumers: list[set[int]] = [set() for _ in range(nops)]
+    for i, op in enumerate(ops):
+        for d in op.deps:
+            consumers[d.op].update(op.resources)
+    rows = [op.rows for op in ops]
+    cyc = [op.row_cycles for op in ops]
+    delay = [op.delay for op in ops]
+    ress = [op.resources for op in ops]
+    nxt = [0] * nops
+    avail: list[list[int]] = [[] for _ in range(nops)]  # readable time of rows 0..k (prefix max)
+    start = [[0] * op.rows for op in ops]
+    end = [[0] * op.rows for op in ops]
+    rres = [[0] * op.rows for op in ops]
+    free = [0] * nres
+    heap = [(0, r) for r in range(nres)]
+    heapq.heapify(heap)
+    push, pop = heapq.heappush, heapq.heappop
+    left = sum(rows)
+
+    while heap:
+        t, res = pop(heap)
+        if free[res] > t:
+            continue
+        best, wake = -1, None
+        lst = res_ops[res]
+        j = 0
+        while j < len(lst):
+            o = lst[j]
+            r = nxt[o]
+            if r >= rows[o]:
+                lst.pop(j)
+                continue
+            j += 1
+            rs = ress[o]
+            if rs[r % len(rs)] != res:
+                continue
+            rt = 0
+            for p, hi in deps[o]:
+                k = hi[r]
+                if k >= nxt[p]:
+                    rt = -1
+                    break
+                a = avail[p][k]
+                if a > rt:
+                    rt = a
+            if rt < 0:
+                continue
+            if rt <= t:
+                best = o
+                break
+            if wake is None or rt < wake:
+                wake = rt
+        if best < 0:
+            if wake is not None:
+                push(heap, (wake, res))
+            continue
+        o = best
+        r = nxt[o]
+        e = t + cyc[o]
+        start[o][r], end[o][r], rres[o][r] = t, e, res
+        nxt[o] = r + 1
+        av = e + delay[o]
+        avail[o].append(av if not r or av > avail[o][-1] else avail[o][-1])
+        left -= 1
+        free[res] = e
+        push(heap, (e, res))
+        if r + 1 < rows[o]:
+            rs = ress[o]
+            nr = rs[(r + 1) % len(rs)]
+            if nr != res:
+                push(heap, (max(t, free[nr]), nr))
+        for c in consumers[o]:
+            push(heap, (max(avail[o][-1], free[c]), c))
+    if left:
+        stuck = [ops[i].name for i in range(nops) if nxt[i] < rows[i]][:5]
+        raise ConfigError(f"simulate: deadlock, {left} rows never became ready (first ops: {stuck}); "
+                          f"a dependency cycle or a row read before it is produced")
+    return Schedule(ops, list(resources), [np.asarray(s, np.int64) for s in start],
+                    [np.asarray(e, np.int64) for e in end], [np.asarray(r, np.int64) for r in rres])
+
+
+# --- the graph IR -> ops ------------------------------------------------------------------------
+def _dep_rows(node, in_shape, out_shape, kind, layer):
+    H, OH = in_shape[1], out_shape[1]
+    if kind == "residual" or node.op in ("affine", "concat"):
+        if H != OH:
+            raise ConfigError(f"extract: node {node.name!r} ({node.op}) reads a value of height {H}, "
+                              f"writes height {OH}; expected equal")
+        return rows_same(OH)
+    if node.op == "conv":
+        return rows_conv(H, OH, layer.kernel_size[0], layer.stride, layer.padding)
+    if node.op == "maxpool":
+        return rows_pool(H, OH, node.attrs["kernel_size"])
+    if node.op == "resize":
+        return rows_resize(H, OH)
+    raise ConfigError(f"extract: node {node.name!r} has op {node.op!r}; the timing model knows "
+                      f"conv, affine, maxpool, resize, concat")
+
+
+def extract(graph, hw: HardwareConfig, timing: TimingConfig, mapping: Mapping,
+            frames: int = 1) -> tuple[list[Op], list[Resource]]:
+    """The row-level ops of ``frames`` images streamed through ``graph`` laid out by ``mapping``.
+
+    Walks ``minitnet.metrics.unroll(graph)`` (``graph.schedule`` with the loop's
+    ``carry`` and ``first_alias`` resolved) once per frame.  Resources: a
+    layer's tiles (``plan_layer(...).tiles``) or one periphery unit per node,
+    shared across iterations as the mapping says.
+    """
+    from minitnet.metrics import unroll
+
+    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
+        raise ConfigError(f"extract: frames={frames!r}: expected an integer >= 1")
+    mvm = timing.mvm_cycles(hw)
+    cfg = graph.config
+    dag = unroll(graph)
+    shapes = {("image",): (3, graph.height, graph.width)}
+    for st, key, _ in dag:
+        shapes[key] = st.node.shape
+    resources: list[Resource] = []
+    res_index: dict[str, int] = {}
+    tiles_of: dict[str, int] = {}
+
+    def resource(name, tiles, block):
+        if name not in res_index:
+            res_index[name] = len(resources)
+            resources.append(Resource(name, tiles, block))
+        return res_index[name]
+
+    body_px = [nd.shape[1] * nd.shape[2] for nd in graph.body + graph.head if nd.op == "conv"]
+    body_px = max(body_px, default=1)
+
+    # resource names of one step, independent of the frame
+    def step_resources(st, layer):
+        nd = st.node
+        is_conv = nd.op == "conv"
+        if is_conv:
+            if layer.name not in tiles_of:
+                tiles_of[layer.name] = plan_layer(layer, hw).tiles
+            tiles = tiles_of[layer.name]
+        else:
+            tiles = 0
+        tag = "" if is_conv else " (periphery)"
+        if st.block == "data":
+            copies = min(mapping.data_replication, -(-nd.shape[1] * nd.shape[2] // body_px)) if is_conv else 1
+            if copies > 1:
+                return tuple(resource(f"{nd.name}#{k}", tiles, "data") for k in range(copies))
+            return (resource(nd.name + tag, tiles, "data"),)
+        if st.block == "head":
+            return (resource(f"head{st.n}/{nd.name}{tag}", tiles, "head"),)
+        if mapping.name == "shared":
+            return (resource(f"body/{nd.name}{tag}", tiles, "body"),)
+        if mapping.name == "independent":
+            return (resource(f"body{st.n}/{nd.name}{tag}", tiles, "body"),)
+        r = mapping.replication
+        if mapping.split == "iteration":
+            return (resource(f"body#{(st.n - 1) % r}/{nd.name}{tag}", tiles, "body"),)
+        return tuple(resource(f"body#{k}/{nd.name}{tag}", tiles, "body") for k in range(r))
+
+    steps = []
+    for pos, (st, key, preds) in enumerate(dag):
+        nd = st.node
+        layer = graph.layer_of(nd, st.n) if nd.op == "conv" else None
+        OH, OW = nd.shape[1], nd.shape[2]
+        if nd.op == "conv":
+            row_cycles, delay, row_mvms = OW * mvm, timing.row_handoff_cycles, OW
+        else:
+            row_cycles, delay, row_mvms = OW * timing.digital_cycles_per_pixel(nd.op), 0, 0
+        kinds = ["input"] * len(nd.inputs) + (["residual"] if nd.residual else [])
+        dep_rows = []
+        for pk, kind in zip(preds, kinds):
+            if pk == ("image",):
+                continue  # in memory from cycle 0
+            lo, hi = _dep_rows(nd, shapes[pk], nd.shape, kind, layer)
+            dep_rows.append((pk, lo, hi))
+        steps.append((st, key, pos, layer, OH, OW, row_cycles, delay, row_mvms, dep_rows,
+                      step_resources(st, layer)))
+
+    ops: list[Op] = []
+    for f in range(frames):
+        index: dict[tuple, int] = {}
+        for st, key, pos, layer, OH, OW, row_cycles, delay, row_mvms, dep_rows, res in steps:
+            deps = tuple(Dep(index[pk], lo, hi) for pk, lo, hi in dep_rows)
+            index[key] = len(ops)
+            ops.append(Op(name=f"f{f}/{st.block}{st.n if st.block != 'data' else ''}/{st.node.name}",
+                          rows=OH, row_cycles=row_cycles, resources=res, deps=deps, delay=delay,
+                          priority=(f, st.n, pos), row_mvms=row_mvms, row_elems=st.node.shape[0] * OW,
+                          frame=f, block=st.block, n=st.n, node=st.node.name, layer=st.layer))
+    return ops, resources
+
+
+# --- reports -------------------------------------------------------------------------------------
+def line_buffer_peaks(s: Schedule, bits: int) -> tuple[np.ndarray, float]:
+    """Peak rows held per op (its output rows readable and still needed) and the peak of
+    all line buffers together, in KiB at ``bits`` per value."""
+    ops = s.ops
+    release: list[np.ndarray | None] = [None] * len(ops)
+    for ci, op in enumerate(ops):
+        for d in op.deps:
+            p = ops[d.op]
+            # row k of p is last read by the last consumer row r with lo[r] <= k
+            last = np.searchsorted(d.lo, np.arange(p.rows), side="right") - 1
+            rel = s.end[ci][np.clip(last, 0, None)]
+            release[d.op] = rel if release[d.op] is None else np.maximum(release[d.op], rel)
+    peaks = np.zeros(len(ops), np.int64)
+    t_all, w_all = [], []
+    for i, rel in enumerate(release):
+        if rel is None:
+            continue
+        ready = np.maximum.accumulate(s.end[i] + ops[i].delay)
+        rel = np.maximum(rel, ready)
+        t = np.concatenate([ready, rel])
+        w = np.concatenate([np.ones(len(ready), np.int64), -np.ones(len(rel), np.int64)])
+        o = np.lexsort((w, t))  # at equal times release first
+        peaks[i] = int(np.max(np.cumsum(w[o])))
+        t_all.append(t)
+        w_all.append(w * ops[i].row_elems)
+    if not t_all:
+        return peaks, 0.0
+    t, w = np.concatenate(t_all), np.concatenate(w_all)
+    o = np.lexsort((w, t))
+    return peaks, float(np.max(np.cumsum(w[o]))) * bits / 8 / 1024
+
+
+@dataclass
+class MappingTiming:
+    """Timing of one mapping.  Cycles are clock cycles; latencies count from cycle 0,
+    when the image is in memory, for one frame alone; ``frame_interval_cycles`` is
+    the steady-state spacing of finished frames (the median spacing of consecutive
+    frames) when ``frames`` are streamed back to back.  ``bottleneck_cycles``, the
+    busiest resource's cycles per frame, is its lower bound in the steady state."""
+
+    mapping: Mapping
+    tiles: int
+    body_tiles: int
+    mvm_cycles: int
+    heads: tuple[int, ...]
+    output_latency_cycles: tuple[int, ...]
+    frame_interval_cycles: float
+    frame_finish_cycles: tuple[int, ...]
+    bottleneck_cycles: int
+    bottleneck: str
+    tile_utilisation: float
+    tile_utilisation_stream: float
+    line_buffer_kib: float
+    executions: list[dict]
+    resources: list[dict]
+    schedule: Schedule = field(repr=False)
+    clock_hz: float = 1e9
+    note: str = ""
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.clock_hz / self.frame_interval_cycles
+
+    def to_dict(self, detail: bool = True) -> dict:
+        d = {
+            "mapping": self.mapping.name,
+            "replication": self.mapping.replication,
+            "split": self.mapping.split,
+            "data_replication": self.mapping.data_replication,
+            "tiles": self.tiles,
+            "body_tiles": self.body_tiles,
+            "mvm_cycles": self.mvm_cycles,
+            "heads": list(self.heads),
+            "output_latency_cycles": list(self.output_latency_cycles),
+            "output_latency_s": [c / self.clock_hz for c in self.output_latency_cycles],
+            "frame_interval_cycles": self.frame_interval_cycles,
+            "frames_per_second": self.frames_per_second,
+            "frame_finish_cycles": list(self.frame_finish_cycles),
+            "bottleneck": self.bottleneck,
+            "bottleneck_cycles": self.bottleneck_cycles,
+            "tile_utilisation": self.tile_utilisation,
+            "tile_utilisation_stream": self.tile_utilisation_stream,
+            "line_buffer_kib": self.line_buffer_kib,
+        }
+        if self.note:
+            d["note"] = self.note
+        if detail:
+            d["executions"] = self.executions
+            d["resources"] = self.resources
+        return d
+
+
+def _frame_finish(s: Schedule, frames: int) -> list[int]:
+    fin = [0] * frames
+    for i, op in enumerate(s.ops):
+        fin[op.frame] = max(fin[op.frame], int(s.end[i].max()))
+    return fin
+
+
+def time_mapping(graph, hw: HardwareConfig | None = None, timing: TimingConfig | None = None,
+                 mapping: Mapping | None = None, frames: int = 4) -> MappingTiming:
+    """Schedule one frame alone (latencies, per-execution spans, utilisation, line buffers)
+    and ``frames`` frames back to back (steady-state frame interval)."""
+    hw = HardwareConfig() if hw is None else hw
+    timing = TimingConfig() if timing is None else timing
+    mapping = Mapping() if mapping is None else mapping
+    if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 2:
+        raise ConfigError(f"time_mapping: frames={frames!r}: expected an integer >= 2 "
+                          f"(a steady-state interval needs at least two finished frames)")
+    ops, res = extract(graph, hw, timing, mapping, 1)
+    s = simulate(ops, res)
+    heads = graph.heads
+    lat = {op.n: int(s.end[i].max()) for i, op in enumerate(ops) if op.block == "head" and op.node == "logits"}
+    busy = s.busy_cycles()
+    tiles = np.array([r.tiles for r in res], np.int64)
+    makespan = s.makespan
+    peaks, kib = line_buffer_peaks(s, timing.bits(hw)[0])
+    executions = []
+    for i, op in enumerate(ops):
+        a, b = s.op_span(i)
+        executions.append({"block": op.block, "n": op.n, "node": op.node, "layer": op.layer,
+                           "resource": res[op.resources[0]].name if len(op.resources) == 1 else
+                           [res[r].name for r in op.resources],
+                           "rows": op.rows, "start_cycle": a, "end_cycle": b,
+                           "line_buffer_rows": int(peaks[i])})
+    b_i = int(np.argmax(busy))
+
+    ops_f, res_f = extract(graph, hw, timing, mapping, frames)
+    sf = simulate(ops_f, res_f)
+    fin = _frame_finish(sf, frames)
+    # median spacing of consecutive finished frames: robust to the start-up and to the
+    # last frame, which finishes early because nothing follows it
+    interval = float(np.median(np.diff(fin)))
+    busy_f = sf.busy_cycles() / frames
+    resources = [{"name": r.name, "block": r.block, "tiles": r.tiles, "busy_cycles": int(busy[k]),
+                  "utilisation": busy[k] / makespan if makespan else 0.0,
+                  "utilisation_stream": float(busy_f[k] / interval) if interval else 0.0}
+                 for k, r in enumerate(res)]
+    note = ""
+    if not graph.config.shared and mapping.name != "independent":
+        note = ("this network has independent weights per iteration: a shared or replicated body "
+                "would need re-programming; timed as the same structure with shared weights")
+    total_tiles = int(tiles.sum())
+    return MappingTiming(
+        mapping=mapping, tiles=total_tiles,
+        body_tiles=int(sum(r.tiles for r in res if r.block == "body")),
+        mvm_cycles=timing.mvm_cycles(hw), heads=tuple(heads),
+        output_latency_cycles=tuple(lat[n] for n in heads),
+        frame_interval_cycles=float(interval), frame_finish_cycles=tuple(fin),
+        bottleneck_cycles=int(busy[b_i]), bottleneck=res[b_i].name,
+        tile_utilisation=float((busy * tiles).sum() / (total_tiles * makespan)) if total_tiles else 0.0,
+        tile_utilisation_stream=float((busy_f * tiles).sum() / (total_tiles * interval)) if total_tiles else 0.0,
+        line_buffer_kib=kib, executions=executions, resources=resources, schedule=s,
+        clock_hz=timing.clock_hz, note=note)
+
+
+@dataclass
+class TimingReport:
+    """The three mappings of one network (``mappings``: name -> MappingTiming)."""
+
+    config: object
+    height: int
+    width: int
+    hw: HardwareConfig
+    timing: TimingConfig
+    frames: int
+    mappings: dict[str, MappingTiming]
+
+    def to_dict(self, detail: bool = True) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "height_px": self.height,
+            "width_px": self.width,
+            "hardware": {"rows": self.hw.rows, "cols": self.hw.cols, "inp_bits": self.hw.inp_bits,
+                         "out_bits": self.hw.out_bits},
+            "timing": dataclasses.asdict(self.timing),
+            "mvm_cycles": self.timing.mvm_cycles(self.hw),
+            "frames": self.frames,
+            "mappings": {k: v.to_dict(detail) for k, v in self.mappings.items()},
+        }
+
+    def to_json(self, detail: bool = True) -> str:
+        return json.dumps(self.to_dict(detail), indent=2)
+
+    def table(self, outputs: tuple[int, ...] | None = None) -> str:
+        """A text table: tiles, latency of some outputs, frame interval per mapping."""
+        heads = next(iter(self.mappings.values())).heads
+        if outputs is None:
+            outputs = heads if len(heads) <= 4 else tuple(sorted({heads[0], *heads[5::5], heads[-1]}))
+        outputs = tuple(n for n in outputs if n in heads)
+        mc = 1e6
+        hdr = (f"  {'mapping':<16} {'tiles':>6} {'body':>5} "
+               + " ".join(f"{'m' + str(n):>7}" for n in outputs)
+               + f" {'interval':>9} {'fps':>7} {'util':>5}  bottleneck")
+        lines = [f"  latency and frame interval in Mcycles ({self.timing.clock_hz / 1e9:g} GHz: "
+                 f"1 Mcycle = {1e6 / self.timing.clock_hz * 1e3:g} ms); util = tile utilisation streamed",
+                 hdr]
+        for name, m in self.mappings.items():
+            label = name if name != "replicated" else f"replicated r={m.mapping.replication}"
+            if m.mapping.data_replication > 1:
+                label += f" d={m.mapping.data_replication}"
+            lat = [m.output_latency_cycles[heads.index(n)] / mc for n in outputs]
+            lines.append(f"  {label:<16} {m.tiles:>6} {m.body_tiles:>5} " + " ".join(f"{v:>7.2f}" for v in lat)
+                         + f" {m.frame_interval_cycles / mc:>9.2f} {m.frames_per_second:>7.1f}"
+                         f" {m.tile_utilisation_stream:>5.2f}  {m.bottleneck}")
+        return "\n".join(lines)
+
+    def output_table(self) -> str:
+        """Latency of every output per mapping, in Mcycles."""
+        names = list(self.mappings)
+        heads = self.mappings[names[0]].heads
+        lines = ["  " + f"{'output':>6} " + " ".join(f"{n[:12]:>12}" for n in names)]
+        for k, n in enumerate(heads):
+            lines.append("  " + f"{n:>6} " + " ".join(
+                f"{self.mappings[m].output_latency_cycles[k] / 1e6:>12.3f}" for m in names))
+        return "\n".join(lines)
+
+
+def time_graph(graph, hw: HardwareConfig | None = None, timing: TimingConfig | None = None, frames: int = 4,
+               replication: int = 4, split: str = "iteration", data_replication: int = 1) -> TimingReport:
+    """Time the three mappings of ``graph``: shared, independent, replicated (``replication`` copies)."""
+    hw = HardwareConfig() if hw is None else hw
+    timing = TimingConfig() if timing is None else timing
+    maps = {"shared": Mapping("shared", data_replication=data_replication),
+            "independent": Mapping("independent", data_replication=data_replication),
+            "replicated": Mapping("replicated", replication, split, data_replication)}
+    return TimingReport(graph.config, graph.height, graph.width, hw, timing, frames,
+                        {k: time_mapping(graph, hw, timing, m, frames) for k, m in maps.items()})
+
+
+def plot(report: TimingReport, path) -> None:
+    """Tile activity over time (one panel per mapping, one line per resource with tiles,
+    coloured by iteration) and the latency of every output; saved to ``path`` (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.collections import LineCollection
+    except ImportError:
+        raise ConfigError("plot: matplotlib is not installed (pip install matplotlib)") from None
+    names = list(report.mappings)
+    N = report.config.iterations
+    fig, axes = plt.subplots(len(names) + 1, 1, figsize=(11, 3.2 * (len(names) + 1)), constrained_layout=True)
+    cmap = plt.get_cmap("viridis")
+
+    def colour(op):
+        if op.block == "data":
+            return (0.55, 0.55, 0.55, 1.0)
+        if op.block == "head":
+            return (0.85, 0.2, 0.2, 1.0)
+        return cmap((op.n - 1) / max(N - 1, 1))
+
+    for ax, name in zip(axes, names):
+        m = report.mappings[name]
+        s = m.schedule
+        tiled = [k for k, r in enumerate(s.resources) if r.tiles > 0]
+        ypos = {k: y for y, k in enumerate(tiled)}
+        segs, cols = [], []
+        for i, op in enumerate(s.ops):
+            if op.row_mvms == 0:
+                continue
+            st, en, rs = s.start[i], s.end[i], s.resource[i]
+            for k in np.unique(rs):
+                sel = rs == k
+                a, b = st[sel], en[sel]
+                brk = np.nonzero(a[1:] != b[:-1])[0] + 1  # merge back-to-back rows
+                for lo, hi in zip(np.r_[0, brk], np.r_[brk, len(a)]):
+                    y = ypos[int(k)]
+                    segs.append([(a[lo] / 1e6, y), (b[hi - 1] / 1e6, y)])
+                    cols.append(colour(op))
+        ax.add_collection(LineCollection(segs, colors=cols, linewidths=max(0.5, min(4.0, 300 / len(tiled)))))
+        ax.set_xlim(0, s.makespan / 1e6 * 1.02)
+        ax.set_ylim(-1, len(tiled))
+        ax.invert_yaxis()
+        label = name if name != "replicated" else f"replicated r={m.mapping.replication}"
+        ax.set_title(f"{label}: {m.tiles} tiles, one frame; grey data block, colour iteration 1..{N}, red heads")
+        ax.set_ylabel(f"tile groups ({len(tiled)})")
+        ax.set_xlabel("Mcycles")
+        if len(tiled) <= 40:
+            ax.set_yticks(range(len(tiled)))
+            ax.set_yticklabels([s.resources[k].name for k in tiled], fontsize=6)
+    ax = axes[-1]
+    for name in names:
+        m = report.mappings[name]
+        ax.plot(m.heads, np.array(m.output_latency_cycles) / 1e6, "o-", label=name)
+    ax.set_xlabel("output n")
+    ax.set_ylabel("latency of m_n (Mcycles)")
+    ax.set_title(f"anytime latency ({report.timing.clock_hz / 1e9:g} GHz clock: Mcycles = ms)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
