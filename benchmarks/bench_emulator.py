@@ -1,0 +1,92 @@
+"""Emulated pass of an ItNet on noisy PCM tiles vs the float engine (issue 5: at most 3x).
+
+    pytest benchmarks/bench_emulator.py                       # tiny smoke size (36 x 48)
+    MINITNET_BENCH_FULL=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \\
+        pytest benchmarks/bench_emulator.py --benchmark-columns=median,iqr,rounds
+
+One group per size, ``emulator:f51:HxW``, with
+  float       the float engine (``ItNet.iter_outputs``, every output),
+  pcm         the emulated chip, pcm preset at 1 hour of drift, read and ADC noise on
+              (``Chip.run(..., reference=False)``: no float reference run),
+  pcm+state   the same with the float reference alongside (``state_error``).
+``extra_info`` records the threads, the tiles, and for ``pcm`` the ratio to the float
+engine's median measured in the same test (``ratio_vs_float``). Weights: the shipped
+random-weight f=51 demo (timing does not depend on the values). Correctness is checked
+once outside the timed calls: the ``ideal`` preset must reproduce the float logits.
+Pin threads with the environment (BLAS and Numba read it at import): on a machine
+shared with other jobs, one thread each gives the steadiest numbers.
+"""
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+import emulator
+import minitnet
+
+FULL = os.environ.get("MINITNET_BENCH_FULL") == "1"
+SIZES = [(360, 480)] if FULL else [(36, 48)]
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "demo-random-f51.h5"
+ROUNDS = 5 if FULL else 2
+
+
+@pytest.fixture(scope="module")
+def net():
+    return minitnet.load(WEIGHTS)
+
+
+def _image(size):
+    return np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def _threads():
+    return {"numba_threads": numba.get_num_threads(),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("impl", ["float", "pcm", "pcm+state"])
+def test_emulated_pass_vs_float(benchmark, net, size, impl):
+    img = _image(size)
+    benchmark.group = f"emulator:f51:{size[0]}x{size[1]}"
+    benchmark.extra_info.update(_threads())
+    if impl == "float":
+        def fn():
+            return list(net.iter_outputs(img))
+    else:
+        hw = emulator.preset("pcm", t_inference=3600.0)
+        chip = emulator.program(net, hw, np.random.default_rng(0), calibration=img)
+        run_rng = np.random.default_rng(1)
+        reference = impl == "pcm+state"
+        benchmark.extra_info["tiles"] = chip.tiles
+
+        def fn():
+            return list(chip.run(img, run_rng, reference=reference))
+
+        if impl == "pcm":
+            # correctness, outside the timed calls: ideal tiles reproduce the float logits
+            ideal = emulator.program(net, emulator.preset("ideal"), np.random.default_rng(0))
+            for (n, a, _), (_, b) in zip(ideal.run(img, np.random.default_rng(0)), net.iter_outputs(img)):
+                err = float(np.linalg.norm(a - b) / np.linalg.norm(b))
+                assert err <= 1e-5, f"output {n}: ideal chip vs float engine relative error {err:.2e} > 1e-5"
+            # the float engine's median, timed here with the same rounds, for the ratio
+            list(net.iter_outputs(img))
+            times = []
+            for _ in range(ROUNDS):
+                t = time.perf_counter()
+                list(net.iter_outputs(img))
+                times.append(time.perf_counter() - t)
+            benchmark.extra_info["float_median_s"] = statistics.median(times)
+    out = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
+    assert len(out) == len(net.config.head_iterations)
+    if impl == "pcm" and not benchmark.disabled:
+        ratio = benchmark.stats.stats.median / benchmark.extra_info["float_median_s"]
+        benchmark.extra_info["ratio_vs_float"] = ratio
+        print(f"\nemulated pcm pass / float engine at {size[0]}x{size[1]}: {ratio:.2f}x "
+              f"(issue 5 target <= 3x; threads {_threads()})")

@@ -1,0 +1,252 @@
+"""``minitnet emulate`` and ``minitnet emulate-eval``: an ItNet on emulated analog crossbar tiles.
+
+Both take a hardware preset (``--preset``) and any ``HardwareConfig`` field as an
+override flag (``--t-inference 3600``, ``--out-bits 6``, ``--inp-bound none``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from .common import default_weights, print_json
+
+HELP_ONE = """Run one image through an ItNet programmed onto emulated analog crossbar tiles
+(emulator/README.md): every unique conv layer on tiles, a shared iterative block
+programmed once and reused every iteration, limited-precision DAC/ADC, device
+noise and drift. For every output n it prints the relative error of the
+iterative state and of the logits against the float engine, and how many pixels
+keep the float engine's class. DAC/ADC ranges are calibrated on --calibration
+images (default: the image itself). --out writes the emulated class maps."""
+
+HELP_EVAL = """Evaluate an ItNet on several emulated chips over a dataset split (SegNet
+layout, as minitnet eval): each chip is one draw of programming noise, drift and
+stuck devices, calibrated on the first --calibration-images images of the split
+(activation ranges only, no labels), then run on every image with fresh read and
+ADC noise. Prints the mIoU of every output for the float engine and for the chips
+(mean, std, min, max over chips); --plot draws both anytime curves."""
+
+
+# --- hardware flags ---------------------------------------------------------------------------
+def _parse_value(type_name: str, text: str, name: str):
+    """A flag's text as the HardwareConfig field's type (``type_name`` as annotated: "int | None", ...)."""
+    s = text.strip()
+    kinds = [k.strip() for k in str(type_name).split("|")]
+    if "None" in kinds and s.lower() == "none":
+        return None
+    base = next(k for k in kinds if k != "None")
+    try:
+        if base == "int":
+            return int(s)
+        if base == "float":
+            return float(s)
+        if base == "bool":
+            if s.lower() in ("1", "true", "yes", "on"):
+                return True
+            if s.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(s)
+    except ValueError:
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}[base]
+        raise ConfigError(f"--{name.replace('_', '-')} {text!r}: expected {kind}"
+                          + (" or none" if "None" in kinds else "")) from None
+    return s
+
+
+def add_hardware_flags(p: argparse.ArgumentParser) -> None:
+    """--preset, and one override flag per HardwareConfig field (default: the preset's value)."""
+    from emulator import PRESETS, HardwareConfig
+
+    p.add_argument("--preset", default="pcm", metavar="NAME",
+                   help=f"hardware preset: {', '.join(sorted(PRESETS))} (default %(default)s)")
+    g = p.add_argument_group("hardware overrides (HardwareConfig fields; units in emulator/README.md)")
+    for f in dataclasses.fields(HardwareConfig):
+        flag = "--" + f.name.replace("_", "-")
+        g.add_argument(flag, dest=f"hw_{f.name}", default=None, metavar="V",
+                       help=f"{f.name} ({f.type}; 'none' where None is allowed)")
+
+
+def hardware_from_args(args):
+    """The HardwareConfig of --preset with every given override; bad values raise ConfigError."""
+    from emulator import HardwareConfig, preset
+
+    over = {}
+    for f in dataclasses.fields(HardwareConfig):
+        v = getattr(args, f"hw_{f.name}", None)
+        if v is not None:
+            over[f.name] = _parse_value(f.type, v, f.name)
+    return preset(args.preset, **over)
+
+
+def _hw_changes(hw) -> dict:
+    """The fields of ``hw`` that differ from the defaults (the ideal preset)."""
+    from emulator import HardwareConfig
+
+    d = HardwareConfig()
+    return {f.name: getattr(hw, f.name) for f in dataclasses.fields(hw) if getattr(hw, f.name) != getattr(d, f.name)}
+
+
+def _common(p):
+    p.add_argument("--weights", default=None, metavar="W.h5",
+                   help="HDF5 weights (default: the shipped shared CamVid model)")
+    add_hardware_flags(p)
+    p.add_argument("--seed", type=int, default=0, help="random seed of programming and read noise (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--report", action="store_true", help="also print the tile mapping report")
+
+
+def register(sub):
+    p = sub.add_parser("emulate", help="run one image on emulated analog crossbar tiles",
+                       description=HELP_ONE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", metavar="IMAGE", help="image file")
+    _common(p)
+    p.add_argument("--calibration", nargs="+", default=None, metavar="IMAGE",
+                   help="images that fix the DAC/ADC ranges (default: IMAGE itself)")
+    p.add_argument("--out", default=None, metavar="FOLDER",
+                   help="write <stem>_emu_m<n>.png (class indices) and <stem>_emu_m<n>_color.png per output")
+    p.set_defaults(func=run_one)
+
+    q = sub.add_parser("emulate-eval", help="mIoU per output on several emulated chips over a dataset split",
+                       description=HELP_EVAL, formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("data_dir", metavar="DATA_DIR", help="dataset folder in the SegNet layout (e.g. CamVid)")
+    _common(q)
+    q.add_argument("--chips", type=int, default=5, help="chips to program and evaluate (default %(default)s)")
+    q.add_argument("--split", default="val", help="split to evaluate (default %(default)s)")
+    q.add_argument("--limit", type=int, default=None, metavar="K", help="evaluate only the first K images")
+    q.add_argument("--void", default=None, metavar="V",
+                   help="label value(s) to ignore, comma list, or none (default: C, i.e. 11 for CamVid)")
+    q.add_argument("--calibration-images", type=int, default=2, metavar="K",
+                   help="calibrate every chip on the first K images of --calibration-split (default %(default)s)")
+    q.add_argument("--calibration-split", default=None, metavar="SPLIT",
+                   help="split of the calibration images (default: --split)")
+    q.add_argument("--state-error", action="store_true",
+                   help="also run the float engine alongside and report the mean relative state error")
+    q.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="draw the float and the emulated anytime curves (needs matplotlib)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=run_eval)
+
+
+# --- emulate ------------------------------------------------------------------------------------
+def run_one(args) -> int:
+    import emulator
+
+    from ..data import CAMVID_PALETTE, colorize, read_image
+    from ..engine import load
+
+    hw = hardware_from_args(args)
+    weights = Path(args.weights) if args.weights else default_weights()
+    net = load(weights)
+    img = read_image(args.image)
+    calib = [read_image(p) for p in args.calibration] if args.calibration else [img]
+    rng_prog, rng_run = (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2))
+    chip = emulator.program(net, hw, rng_prog, calibration=calib)  # used only where hw needs ranges
+    floats = dict(net.iter_outputs(img))
+    rows = []
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+    for n, logits, err in chip.run(img, rng_run):
+        ref = floats[n]
+        rel = float(np.linalg.norm(logits - ref) / max(np.linalg.norm(ref), 1e-30))
+        cls = logits[0].argmax(axis=0)
+        agree = float(np.mean(cls == ref[0].argmax(axis=0)))
+        rows.append({"output": n, "state_error": err, "logits_error": rel, "pixel_agreement": agree})
+        if out is not None:
+            from PIL import Image
+
+            stem = Path(args.image).stem
+            Image.fromarray(cls.astype(np.uint8)).save(out / f"{stem}_emu_m{n}.png")
+            Image.fromarray(colorize(cls, CAMVID_PALETTE)).save(out / f"{stem}_emu_m{n}_color.png")
+    report = chip.report(img.shape[0], img.shape[1])
+    if args.json:
+        print_json({"weights": str(weights), "image": str(args.image), "preset": args.preset,
+                    "hw": dataclasses.asdict(hw), "seed": args.seed, "tiles": chip.tiles,
+                    "calibration_images": [str(p) for p in args.calibration] if args.calibration else [str(args.image)],
+                    "outputs": rows, "mapping": report if args.report else None})
+        return 0
+    changes = ", ".join(f"{k}={v}" for k, v in _hw_changes(hw).items()) or "no changes (ideal)"
+    print(f"{weights} on emulated tiles: preset {args.preset} ({changes}), seed {args.seed}")
+    print(f"  {chip.tiles} tiles of {hw.rows}x{hw.cols}; "
+          f"calibration: {'the image itself' if not args.calibration else ', '.join(args.calibration)}")
+    print()
+    print(f"  {'output':>6}  {'state err':>9}  {'logits err':>10}  {'same class %':>12}")
+    for r in rows:
+        print(f"  {r['output']:>6}  {r['state_error']:>9.4f}  {r['logits_error']:>10.4f}  "
+              f"{100 * r['pixel_agreement']:>12.2f}")
+    if args.report:
+        print()
+        print(emulator.format_report(report))
+    if out is not None:
+        print(f"\n  class maps written to {out}")
+    return 0
+
+
+# --- emulate-eval ---------------------------------------------------------------------------------
+def _pct(v):
+    return "   n/a" if not math.isfinite(v) else f"{100 * v:6.2f}"
+
+
+def run_eval(args) -> int:
+    import emulator
+    from emulator.evaluation import evaluate_chips, plot_chips
+
+    from ..engine import load
+    from .evaluate import parse_void
+
+    if args.plot:
+        from ..plots import require_matplotlib
+
+        require_matplotlib()
+    if args.chips < 1:
+        raise ConfigError(f"--chips must be >= 1, got {args.chips}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be >= 1, got {args.limit}")
+    if args.calibration_images < 1:
+        raise ConfigError(f"--calibration-images must be >= 1, got {args.calibration_images}")
+    hw = hardware_from_args(args)
+    weights = Path(args.weights) if args.weights else default_weights()
+    net = load(weights)
+    ev = evaluate_chips(net, args.data_dir, hw, chips=args.chips, seed=args.seed, split=args.split,
+                        void=parse_void(args.void), limit=args.limit, calibration_images=args.calibration_images,
+                        calibration_split=args.calibration_split, state_error=args.state_error,
+                        progress=not args.quiet)
+    if args.plot:
+        plot_chips(args.plot, ev, title=f"{weights.name} on {args.preset} tiles: {args.split} split, "
+                                        f"{ev.images} images, {ev.chips} chips")
+    if args.json:
+        d = ev.to_dict()
+        d.update(weights=str(weights), data_dir=str(args.data_dir), split=args.split, preset=args.preset,
+                 plot=args.plot, mapping=emulator.mapping_report(net, hw) if args.report else None)
+        print_json(d)
+        return 0
+    changes = ", ".join(f"{k}={v}" for k, v in _hw_changes(hw).items()) or "no changes (ideal)"
+    print(f"{weights}: {args.split} split of {args.data_dir}, {ev.images} images, on {ev.chips} emulated chip(s)")
+    print(f"  preset {args.preset} ({changes}); {ev.tiles} tiles of {hw.rows}x{hw.cols}; seed {args.seed}")
+    print(f"  calibration: {', '.join(Path(p).name for p in ev.calibration)}")
+    print()
+    head = f"  {'output':>6}  {'float %':>7}  {'chips %':>7}  {'std':>5}  {'min':>6}  {'max':>6}"
+    if args.state_error:
+        head += f"  {'state err':>9}"
+    print(head)
+    lo, hi = np.min(ev.chip_miou, axis=0), np.max(ev.chip_miou, axis=0)
+    for i, n in enumerate(ev.outputs):
+        line = (f"  {n:>6}  {_pct(ev.float_miou[i]):>7}  {_pct(ev.mean[i]):>7}  {100 * ev.std[i]:5.2f}  "
+                f"{_pct(lo[i])}  {_pct(hi[i])}")
+        if args.state_error:
+            line += f"  {float(np.mean([e[i] for e in ev.state_error])):>9.4f}"
+        print(line)
+    if args.report:
+        print()
+        print(emulator.format_report(emulator.mapping_report(net, hw)))
+    if args.plot:
+        print(f"\n  plot: {args.plot}")
+    return 0
+

@@ -1,0 +1,474 @@
+"""Tests of the graph mapping: programming a chip from the graph IR and running it.
+
+Reference points:
+* ``preset("ideal")`` must reproduce the float engine (the same IR, the same digital ops);
+* a conv on the chip must equal the tile-level pipeline ``crossbar.mvm`` run tile by tile
+  with the same random draws (``KeyedNormals`` hands ``mvm`` the chip's normals);
+* statistics: sample mean within 4 sigma/sqrt(n), sample std within 4 sigma/sqrt(2n)
+  (seeds fixed, so deterministic; the bounds say how unlikely a false failure is).
+Networks are tiny (f=8, 2 scales, 3 iterations) and tiles small (16 x 12) so most layers
+split into several row and column pieces.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+import emulator
+from emulator import ConfigError, calibrate_tile, mvm, preset
+from emulator import kernels as K
+from emulator import mapping
+from emulator.mapping import CalibrationWarning, mapping_report
+from emulator.quantize import quant_step, quantize
+from emulator.tiles import plan_layer
+from minitnet import ItNetConfig
+from minitnet.engine import ItNet
+from minitnet.errors import ShapeError
+from minitnet.graph import build_graph
+from netutil import random_tensors
+
+SHARED = ItNetConfig(levels=2, blocks=1, iterations=3, width=8)
+INDEPENDENT = dataclasses.replace(SHARED, shared=False)
+SMALL = dict(rows=16, cols=12)  # stem2: 72 rows -> 5 row pieces; expand: 24 cols -> 2 col pieces; dw: 1 channel/tile
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def make_net(cfg=SHARED, seed=0):
+    return ItNet(cfg, random_tensors(cfg, rng(seed)))
+
+
+def image(seed=1, shape=(1, 3, 21, 30)):
+    return rng(seed).normal(0, 1, shape).astype(np.float32)
+
+
+def rel(a, b):
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(np.asarray(b, np.float64)))
+
+
+def assert_mean_std(sample, mean, std, what):
+    sample = np.asarray(sample, dtype=np.float64).ravel()
+    n = sample.size
+    tol_mean, tol_std = 4 * std / np.sqrt(n), 4 * std / np.sqrt(2 * n)
+    assert abs(sample.mean() - mean) <= tol_mean, (
+        f"{what}: mean {sample.mean():.5g}, expected {mean:.5g} +- {tol_mean:.3g} (4 sigma/sqrt(n), n={n})")
+    assert abs(sample.std() - std) <= tol_std, (
+        f"{what}: std {sample.std():.5g}, expected {std:.5g} +- {tol_std:.3g} (4 sigma/sqrt(2n), n={n})")
+
+
+class KeyedNormals(np.random.Generator):
+    """A Generator whose ``standard_normal`` makes the chip's draws: one 64-bit key per call,
+    expanded by the kernels' generator column-major, returned in ``mvm``'s (P, cols) layout."""
+
+    def standard_normal(self, size=None, dtype=np.float64, out=None):
+        P, cols = size
+        z = np.empty(P * cols, np.float32)
+        K.normals_from_key(np.uint64(self.bit_generator.random_raw()), *K.normal_tables(), z)
+        return np.ascontiguousarray(z.reshape(cols, P).T, dtype=dtype)
+
+
+def patches(x, kh, kw, stride, padding, channels=None):
+    """Naive im2col: (N*OH*OW, C*KH*KW) with columns in (c, ky, kx) order, rows in (n, oy, ox) order."""
+    N, C, H, W = x.shape
+    channels = range(C) if channels is None else channels
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    OH = (H + 2 * padding - kh) // stride + 1
+    OW = (W + 2 * padding - kw) // stride + 1
+    cols = []
+    for c in channels:
+        for ky in range(kh):
+            for kx in range(kw):
+                cols.append(xp[:, c, ky:ky + stride * OH:stride, kx:kx + stride * OW:stride].reshape(-1))
+    return np.stack(cols, axis=1).astype(np.float32), OH, OW
+
+
+def to_nchw(y, N, OH, OW):
+    return y.reshape(N, OH, OW, -1).transpose(0, 3, 1, 2)
+
+
+def act(v, a):
+    return v if a == 0 else (np.maximum(v, 0) if a == 1 else np.clip(v, 0, 6))
+
+
+# --- ideal = the float engine -----------------------------------------------------------
+
+@pytest.mark.parametrize("cfg", [SHARED, INDEPENDENT], ids=["shared", "independent"])
+@pytest.mark.parametrize("tiles,B,hw_size", [(SMALL, 1, (21, 30)), ({}, 2, (17, 13))])
+def test_ideal_reproduces_float_engine(cfg, tiles, B, hw_size):
+    net = make_net(cfg)
+    x = image(shape=(B, 3, *hw_size))
+    ref = list(net.iter_outputs(x))
+    got = list(emulator.run(net, x, preset("ideal", **tiles), rng(5)))
+    assert [n for n, *_ in got] == [n for n, _ in ref] == list(cfg.head_iterations)
+    for (n, lg, err), (_, r) in zip(got, ref):
+        assert lg.shape == r.shape and lg.dtype == np.float32
+        assert rel(lg, r) <= 1e-5, f"output {n}: ideal vs float engine relative L2 {rel(lg, r):.2e} > 1e-5"
+        assert err <= 1e-5, f"output {n}: state_error {err:.2e} > 1e-5 in the ideal preset"
+
+
+# --- a conv on the chip = tile-level crossbar.mvm ---------------------------------------
+
+@pytest.mark.parametrize("layer,a", [("stem2.conv", 1), ("bodies.0.brb.0.0.expand", 2),
+                                     ("bodies.0.brb.0.0.project", 0)])
+def test_dense_layer_equals_tile_mvm(monkeypatch, layer, a):
+    monkeypatch.setattr(mapping, "CHUNK_ELEMS", 1 << 30)  # one chunk: mvm draws per tile, so do we
+    net = make_net()
+    hw = preset("pcm", t_inference=3600.0, **SMALL)
+    chip = emulator.program(net, hw, rng(0), calibration=image())
+    pl = chip.layers[layer]
+    lay = pl.layer
+    x = np.abs(image(3, (1, lay.in_channels, 11, 14)))
+    got = chip.conv(layer, x, rng(7), act=a)
+    P, OH, OW = patches(x, *lay.kernel_size, lay.stride, lay.padding)
+    shim = KeyedNormals(np.random.PCG64(7))
+    acc = np.zeros((P.shape[0], lay.out_channels), np.float32)
+    for p, t in zip(pl.plan.pieces, pl.tiles):
+        acc[:, p.col0:p.col1] += mvm(t, P[:, p.row0:p.row1], hw, shim)
+    ref = act(to_nchw(acc, 1, OH, OW) + pl.bias[None, :, None, None], a)
+    # BLAS sums in another order: a rare value may land on the other side of an ADC level
+    step = max(quant_step(8, t.out_bound) * t.out_scale for t in pl.tiles) * len(pl.plan.row_splits)
+    diff = np.abs(got - ref)
+    assert np.mean(diff > 1e-5 * (1 + np.abs(ref))) <= 1e-3, f"{layer}: chip conv differs from tile-level mvm"
+    assert diff.max() <= step + 1e-5, f"{layer}: max |chip - mvm| = {diff.max():.3g} > one ADC step {step:.3g}"
+
+
+def test_depthwise_layer_equals_block_diagonal_tile_mvm(monkeypatch):
+    # 27-row tiles hold 3 channels each: tile = block-diagonal (27, 3); a column sees its own 9 taps only
+    net = make_net()
+    hw = preset("pcm", t_inference=86400.0, rows=27, cols=12)
+    chip = emulator.program(net, hw, rng(0), calibration=image())
+    name = "bodies.0.brb.0.0.dw"
+    pl = chip.layers[name]
+    assert pl.plan.depthwise and len(pl.tiles) == 8 and all(t.w_eff.shape == (9, 3) for t in pl.tiles)
+    x = np.abs(image(4, (1, 24, 9, 13)))
+    got = chip.conv(name, x, rng(11), act=2)
+    shim = KeyedNormals(np.random.PCG64(11))
+    out = np.zeros((1, 24, 9, 13), np.float32)
+    for p, t in zip(pl.plan.pieces, pl.tiles):
+        g = p.col1 - p.col0
+        bd = np.zeros((9 * g, g), np.float32)
+        bv = np.zeros((9 * g, g), np.float32)
+        for j in range(g):
+            bd[9 * j:9 * j + 9, j] = t.w_eff[:, j]
+            bv[9 * j:9 * j + 9, j] = t.read_var[:, j]
+        tile_bd = dataclasses.replace(t, w_eff=bd, read_var=bv)  # the physical tile: zeros off the blocks
+        P, OH, OW = patches(x, 3, 3, 1, 1, channels=range(p.col0, p.col1))
+        out[:, p.col0:p.col1] = to_nchw(mvm(tile_bd, P, hw, shim), 1, OH, OW)
+    ref = act(out + pl.bias[None, :, None, None], 2)
+    step = max(quant_step(8, t.out_bound) * t.out_scale for t in pl.tiles)
+    diff = np.abs(got - ref)
+    assert np.mean(diff > 1e-5 * (1 + np.abs(ref))) <= 1e-3
+    assert diff.max() <= step + 1e-5, f"max |chip - block-diagonal mvm| = {diff.max():.3g} > ADC step {step:.3g}"
+
+
+# --- quantisation: within half a step per stage -------------------------------------------
+
+def test_quantisation_within_half_a_step_per_stage():
+    # 8-bit, no noise. stem2.conv: 72 rows in 5 row pieces, each with its own DAC and ADC.
+    net = make_net()
+    hw = preset("8bit", **SMALL)
+    chip = emulator.program(net, hw, rng(0), calibration=image())
+    pl = chip.layers["stem2.conv"]
+    x = 0.5 * np.abs(image(6, (1, 8, 20, 24)))  # inside the calibrated ranges (no clipping)
+    got = chip.conv("stem2.conv", x, rng(0)) - pl.bias[None, :, None, None]
+    P, OH, OW = patches(x, 3, 3, 2, 1)
+    exact = np.zeros((P.shape[0], 8))          # noise-free products of the DAC outputs
+    floaty = np.zeros((P.shape[0], 8))         # products of the unquantised inputs
+    adc_half = np.zeros(8)
+    dac_bound = np.zeros((P.shape[0], 8))
+    for p, t in zip(pl.plan.pieces, pl.tiles):
+        xs = P[:, p.row0:p.row1].astype(np.float64)
+        assert np.max(np.abs(xs)) <= t.inp_bound, "test input must stay inside the DAC range"
+        xq = quantize(xs, 8, t.inp_bound)
+        assert np.max(np.abs(xq - xs)) <= quant_step(8, t.inp_bound) / 2 + 1e-12  # stage DAC
+        y = xq @ t.w_eff
+        assert np.max(np.abs(y)) <= t.out_bound
+        exact[:, p.col0:p.col1] += y
+        floaty[:, p.col0:p.col1] += xs @ t.w_eff
+        adc_half[p.col0:p.col1] += quant_step(8, t.out_bound) / 2
+        dac_bound[:, p.col0:p.col1] += quant_step(8, t.inp_bound) / 2 * np.abs(t.w_eff).sum(0)
+    got_m = got.transpose(0, 2, 3, 1).reshape(-1, 8)
+    err_adc = np.abs(got_m - exact)
+    assert np.all(err_adc <= adc_half + 1e-5), (
+        f"ADC stage: max error {np.max(err_adc - adc_half):.3g} over half a step per row piece")
+    err_all = np.abs(got_m - floaty)
+    assert np.all(err_all <= adc_half + dac_bound + 1e-5), "DAC + ADC error over half a step per stage"
+    assert np.max(err_adc) > 0.1 * np.max(adc_half), "the ADC did not quantise (test would be vacuous)"
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer", ["bodies.0.brb.0.0.project", "bodies.0.brb.0.0.dw"])
+def test_read_and_adc_noise_match_stated_std(layer):
+    # gaussian read noise (per device, fresh per MVM) + ADC-input noise, no quantisation, no drift:
+    # output = noise-free + N(0, sqrt(sum_t x_q**2 @ read_var_t + adc_std_t**2)) summed over row pieces
+    net = make_net()
+    hw = preset("ideal", read_noise_std=1.5, out_noise_std=0.05, inp_bound=8.0, **SMALL)  # no clipping
+    chip = emulator.program(net, hw, rng(0))
+    pl = chip.layers[layer]
+    lay = pl.layer
+    x = np.abs(image(8, (1, lay.in_channels, 40, 40)))
+    y = chip.conv(layer, x, rng(9))
+    P, OH, OW = patches(x, *lay.kernel_size, lay.stride, lay.padding)
+    var = np.zeros((P.shape[0], lay.out_channels))
+    for p, t in zip(pl.plan.pieces, pl.tiles):
+        adc = hw.out_noise_std * t.w_max * t.inp_bound
+        if pl.plan.depthwise:
+            for j, c in enumerate(range(p.col0, p.col1)):
+                var[:, c] += P[:, 9 * c:9 * c + 9].astype(np.float64) ** 2 @ t.read_var[:, j] + adc**2
+        else:
+            var[:, p.col0:p.col1] += P[:, p.row0:p.row1].astype(np.float64) ** 2 @ t.read_var + adc**2
+    clean = chip.effective_net().params[layer]
+    from minitnet import ops
+    y0 = ops.conv2d(x, clean[0], clean[1], stride=lay.stride, padding=lay.padding, groups=lay.groups)
+    zscore = (y - y0).transpose(0, 2, 3, 1).reshape(-1, lay.out_channels) / np.sqrt(var)
+    assert_mean_std(zscore, 0.0, 1.0, f"{layer}: (chip - noise-free) / stated std")
+
+
+def test_normal_draws():
+    z = np.empty(2_000_000, np.float32)
+    K.normals_from_key(np.uint64(12345), *K.normal_tables(), z)
+    assert_mean_std(z, 0.0, 1.0, "kernel normals")
+    n = z.size
+    for k, p in ((1.0, 0.31731), (2.0, 0.04550), (3.0, 0.0026998)):  # two-sided tail probabilities
+        frac = np.mean(np.abs(z) > k)
+        tol = 4 * math.sqrt(p * (1 - p) / n)
+        assert abs(frac - p) <= tol, f"P(|z| > {k}) = {frac:.5g}, expected {p} +- {tol:.2g}"
+    assert abs(np.mean(z > 0) - 0.5) <= 4 * 0.5 / math.sqrt(n)
+    assert np.max(np.abs(z)) <= 6.4
+    # the transform is the inverse normal CDF: interior bins interpolated, tails exact
+    from scipy.special import ndtri
+    T, D, TAIL = K.normal_tables()
+    u = np.array([0, 1, 65535, 65536, 2**31 - 1, 2**31, 3 * 2**30 + 17, 2**32 - 65537, 2**32 - 1], np.uint64)
+    exact = ndtri((u.astype(np.float64) + 0.5) / 2**32)
+    got = np.array([K.normal_from_bits(np.uint32(v), T, D, TAIL) for v in u])
+    np.testing.assert_allclose(got, exact, rtol=0, atol=2e-5)
+
+
+def test_programming_noise_on_the_chip_matches_its_stated_std():
+    # gaussian: every programmed device with a target well above 0 is off by N(0, prog_noise_std)
+    net = make_net(ItNetConfig(levels=2, iterations=2, width=16))
+    hw = preset("ideal", g_max=40.0, prog_noise_std=1.0)
+    chip = emulator.program(net, hw, rng(3))
+    z = []
+    for name, pl in chip.layers.items():
+        for t, m in zip(pl.tiles, _tile_matrices(net, pl)):
+            g_t = np.abs(m) * hw.g_max / t.w_max
+            g = np.where(m > 0, t.g_pos, t.g_neg)
+            keep = g_t > 6.0  # 6 sigma from the clamp at 0
+            z.append((g - g_t)[keep])
+    assert_mean_std(np.concatenate(z), 0.0, 1.0, "programming error of active devices (uS)")
+
+
+def test_pcm_programming_noise_on_the_chip_follows_the_polynomial():
+    net = make_net(ItNetConfig(levels=2, iterations=2, width=24))
+    hw = preset("pcm")  # t_inference = 0: the conductances are the programmed ones
+    chip = emulator.program(net, hw, rng(4))
+    gts, gs = [], []
+    for name, pl in chip.layers.items():
+        for t, m in zip(pl.tiles, _tile_matrices(net, pl)):
+            gts.append(np.abs(m).ravel() * hw.g_max / t.w_max)
+            gs.append(np.where(m > 0, t.g_pos, t.g_neg).ravel())
+    g_t, g = np.concatenate(gts), np.concatenate(gs)
+    gr = g_t / hw.g_max
+    sigma = 0.26348 + 1.9650 * gr - 1.1731 * gr**2  # uS at g_max = 25 uS
+    for lo, hi in ((0.25, 0.4), (0.4, 0.6), (0.6, 1.01)):  # >= 10 sigma above the clamp at 0
+        sel = (gr >= lo) & (gr < hi)
+        assert sel.sum() > 300
+        assert_mean_std((g - g_t)[sel] / sigma[sel], 0.0, 1.0,
+                        f"PCM programming error / polynomial, gr in [{lo}, {hi})")
+
+
+def _tile_matrices(net, pl):
+    w = net.params[pl.name][0]
+    kk = pl.layer.kernel_size[0] * pl.layer.kernel_size[1]
+    if pl.plan.depthwise:
+        return [w[p.col0:p.col1].reshape(p.cols, kk).T for p in pl.plan.pieces]
+    W = w.reshape(pl.layer.out_channels, -1).T
+    return [W[p.row0:p.row1, p.col0:p.col1] for p in pl.plan.pieces]
+
+
+# --- reproducibility, shared vs independent fixed-pattern noise --------------------------------
+
+def test_same_seed_same_output():
+    net = make_net()
+    hw = preset("pcm", t_inference=3600.0, **SMALL)
+    x = image()
+    a = [lg for _, lg, _ in emulator.program(net, hw, rng(0), calibration=x).run(x, rng(1))]
+    b = [lg for _, lg, _ in emulator.program(net, hw, rng(0), calibration=x).run(x, rng(1))]
+    c = [lg for _, lg, _ in emulator.program(net, hw, rng(0), calibration=x).run(x, rng(2))]
+    d = [lg for _, lg, _ in emulator.program(net, hw, rng(3), calibration=x).run(x, rng(1))]
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a[i], b[i])
+        assert not np.array_equal(a[i], c[i]), "another read-noise seed must change the output"
+        assert not np.array_equal(a[i], d[i]), "another programming seed must change the output"
+
+
+FIXED_PATTERN = dict(g_max=40.0, prog_noise_std=1.0, drift_nu_mean=0.05, drift_nu_std=0.02, t_inference=3600.0,
+                     stuck_at_0_fraction=0.01, stuck_at_gmax_fraction=0.005)
+
+
+@pytest.mark.parametrize("cfg", [SHARED, INDEPENDENT], ids=["shared", "independent"])
+def test_every_iteration_runs_on_its_programmed_weights(cfg):
+    # Only fixed-pattern non-idealities (programming noise, drift, stuck devices; no read/ADC noise,
+    # no quantisation): the chip must equal the float engine running the chip's effective weights.
+    # A shared block has ONE set of effective weights, so if any iteration drew its own
+    # fixed-pattern noise the outputs would differ; independent bodies each have their own set.
+    net = make_net(cfg)
+    chip = emulator.program(net, preset("ideal", **FIXED_PATTERN, **SMALL), rng(0))
+    x = image()
+    twin = chip.effective_net()
+    for (n, lg, err), (_, r) in zip(chip.run(x, rng(1)), twin.iter_outputs(x)):
+        assert rel(lg, r) <= 1e-5, f"output {n}: chip vs its effective weights, rel {rel(lg, r):.2e}"
+        assert err > 1e-3, "fixed-pattern noise should move the state away from the float engine"
+
+
+def test_shared_block_programmed_once_independent_bodies_drawn_apart(monkeypatch):
+    # independent bodies with identical weights: different programming draws
+    t = random_tensors(INDEPENDENT, rng(0))
+    for k in list(t):
+        if k.startswith("bodies.2."):
+            t[k] = t[k.replace("bodies.2.", "bodies.1.")]
+    net_i = ItNet(INDEPENDENT, t)
+    chip_i = emulator.program(net_i, preset("ideal", **FIXED_PATTERN), rng(0))
+    a = chip_i.layers["bodies.1.brb.0.0.expand"]
+    b = chip_i.layers["bodies.2.brb.0.0.expand"]
+    np.testing.assert_array_equal(net_i.params[a.name][0], net_i.params[b.name][0])
+    assert not np.allclose(a.effective_weight(), b.effective_weight()), "independent bodies share a draw"
+    # shared: one programmed copy, reused by every iteration (the calls are recorded)
+    net_s = make_net(SHARED)
+    chip_s = emulator.program(net_s, preset("ideal", **FIXED_PATTERN), rng(0))
+    assert not any(k.startswith("bodies.1.") for k in chip_s.layers)
+    used = []
+    orig = mapping.Chip._conv
+
+    def spy(self, name, *args):
+        used.append((name, id(self.layers[name])))
+        return orig(self, name, *args)
+
+    monkeypatch.setattr(mapping.Chip, "_conv", spy)
+    list(chip_s.run(image(), rng(1), reference=False))
+    runs = [u for u in used if u[0] == "bodies.0.brb.0.0.expand"]
+    assert len(runs) == SHARED.iterations and len(set(runs)) == 1
+    assert sum(u[0] == "bodies.0.mix.0" for u in used) == SHARED.iterations - 1
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+def test_calibration_equals_calibrate_tile_on_the_layer_inputs():
+    # stem1.conv runs once, on the normalised image: its tiles must get exactly calibrate_tile's ranges
+    net = make_net()
+    hw = preset("8bit", **SMALL)
+    x = image(2, (2, 3, 21, 30))
+    raw = emulator.program(net, hw, rng(0))
+    cal = emulator.program(net, hw, rng(0), calibration=[x[:1], x[1:]])
+    assert cal.calibration_images == 2 and not cal.needs_calibration and raw.needs_calibration
+    P, _, _ = patches(x, 3, 3, 2, 1)
+    pl = raw.layers["stem1.conv"]
+    assert len(pl.tiles) == 2
+    for p, t, c in zip(pl.plan.pieces, pl.tiles, cal.layers["stem1.conv"].tiles):
+        ref = calibrate_tile(t, P[:, p.row0:p.row1])
+        assert c.inp_bound == pytest.approx(ref.inp_bound, rel=1e-6)
+        assert c.out_bound == pytest.approx(ref.out_bound, rel=1e-5)
+        np.testing.assert_array_equal(c.w_eff, t.w_eff)  # calibration draws nothing
+
+
+def test_uncalibrated_chip_calibrates_on_the_image_and_warns():
+    net = make_net()
+    chip = emulator.program(net, preset("pcm"), rng(0))
+    assert chip.needs_calibration
+    with pytest.raises(ConfigError, match="calibrate"):
+        chip.conv("stem1.conv", image(), rng(0))
+    with pytest.warns(CalibrationWarning, match="image being run"):
+        out = list(chip.run(image(), rng(1)))
+    assert not chip.needs_calibration and len(out) == SHARED.iterations
+    for n, lg, err in out:
+        assert np.all(np.isfinite(lg)) and 0 < err < math.inf
+    _, _, err = next(chip.run(image(), rng(1), reference=False))
+    assert math.isnan(err)
+
+
+# --- the mapping report ------------------------------------------------------------------------
+
+def test_hand_checked_layer_split():
+    # f=51: scales.0.conv is 3x3, 102 -> 25: 918 rows x 25 cols on 256 x 256 tiles
+    g = build_graph(ItNetConfig(), 360, 480)
+    plan = plan_layer(g.layers["scales.0.conv"], preset("pcm"))
+    assert plan.row_splits == ((0, 230), (230, 460), (460, 689), (689, 918)) and plan.col_splits == ((0, 25),)
+    assert plan.utilisation == pytest.approx(918 * 25 / (4 * 65536))
+    # depthwise 150 channels x 9 taps: floor(256/9) = 28 channels a tile -> 6 tiles of 25
+    dw = plan_layer(g.layers["bodies.0.brb.0.0.dw"], preset("pcm"))
+    assert dw.col_splits == tuple((25 * i, 25 * i + 25) for i in range(6))
+    rep = mapping_report(g, preset("pcm"))
+    row = {r["layer"]: r for r in rep["layers"]}
+    assert row["scales.0.conv"]["tiles"] == 4 and row["bodies.0.brb.0.0.dw"]["tiles"] == 6
+    assert row["bodies.0.brb.0.0.dw"]["utilisation"] == pytest.approx(1350 / (6 * 65536))
+    assert row["bodies.0.brb.0.0.expand"]["executions"] == 16 and row["bodies.0.mix.0"]["executions"] == 15
+
+
+@pytest.mark.parametrize("cfg", [SHARED, INDEPENDENT, ItNetConfig(iterations=16, width=29, shared=False)],
+                         ids=["shared", "independent", "f29-independent"])
+def test_shared_needs_fewer_tiles_by_the_reported_amount(cfg):
+    hw = preset("pcm", **SMALL)
+    rep = mapping_report(cfg, hw, 40, 56)
+    N = cfg.iterations
+    g = build_graph(dataclasses.replace(cfg, shared=True), 40, 56)
+    plan = {name: plan_layer(lay, hw).tiles for name, lay in g.layers.items() if lay.kind == "conv"}
+    brb = sum(v for k, v in plan.items() if ".brb." in k)
+    mix = sum(v for k, v in plan.items() if ".mix." in k)
+    sh, ind = rep["totals"]["shared"]["tiles"], rep["totals"]["independent"]["tiles"]
+    # N bodies of BRBs instead of one, N - 1 mixing convs (iteration 1 has none) instead of one
+    assert ind - sh == (N - 1) * brb + (N - 2) * mix > 0
+    assert rep["saving"] == pytest.approx(ind / sh)
+    this = rep["totals"]["this"]
+    assert this["tiles"] == sum(r["tiles"] for r in rep["layers"]) == (sh if cfg.shared else ind)
+    assert this["tiles"] == this["dense"]["tiles"] + this["depthwise"]["tiles"]
+    if cfg.width == 8:  # the chip programs exactly the tiles the report counts
+        assert emulator.program(make_net(cfg), hw, rng(0)).tiles == this["tiles"]
+    assert "independent / shared tiles" in emulator.format_report(rep)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+def test_bad_configurations_raise_clear_errors():
+    with pytest.raises(ConfigError, match="unknown hardware preset 'nope'"):
+        preset("nope")
+    with pytest.raises(ConfigError, match="inp_bits=0"):
+        preset("pcm", inp_bits=0)
+    with pytest.raises(ConfigError, match="out_noise_std=-0.1"):
+        preset("pcm", out_noise_std=-0.1)
+    with pytest.raises(ConfigError, match="rows=0"):
+        preset("ideal", rows=0)
+    net = make_net()
+    with pytest.raises(ConfigError, match="HardwareConfig"):
+        emulator.program(net, "pcm", rng(0))
+    with pytest.raises(TypeError, match="Generator"):
+        emulator.program(net, preset("pcm"), 42)
+    with pytest.raises(TypeError, match="ItNet"):
+        emulator.program("weights.h5", preset("pcm"), rng(0))
+    with pytest.raises(ShapeError, match="no calibration images"):
+        emulator.program(net, preset("pcm"), rng(0), calibration=[])
+    chip = emulator.program(net, preset("ideal"), rng(0))
+    with pytest.raises(ShapeError, match="no programmed layer"):
+        chip.conv("nope", image(), rng(0))
+    with pytest.raises(ShapeError, match="last=0"):
+        next(chip.run(image(), rng(0), last=0))
+    with pytest.raises(ShapeError, match="C_in"):
+        chip.conv("stem2.conv", image(), rng(0))
+
+
+def test_effective_net_leaves_the_original_alone():
+    net = make_net()
+    x = image()
+    before = [lg.copy() for _, lg in net.iter_outputs(x)]
+    chip = emulator.program(net, preset("ideal", **FIXED_PATTERN), rng(0))
+    twin = chip.effective_net()
+    moved = [lg for _, lg in twin.iter_outputs(x)]
+    after = [lg for _, lg in net.iter_outputs(x)]
+    for b, m, a in zip(before, moved, after):
+        np.testing.assert_array_equal(a, b)
+        assert rel(m, b) > 1e-3
