@@ -10,6 +10,7 @@ from .errors import ConfigError
 from .config import PRESETS, HardwareConfig, preset
 from .crossbar import ProgrammedTile, calibrate_tile, mvm, program_tile
 from .mapping import Chip, ProgrammedLayer, format_report, mapping_report, program, run
+from .timing import Mapping, TimingConfig, time_graph
 
 __all__ = sorted(_name for _name, _value in dict(globals()).items()
                  if not _name.startswith("_") and not isinstance(_value, _types.ModuleType))
