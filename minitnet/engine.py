@@ -9,19 +9,39 @@ Weights are folded at load time: every BatchNorm that follows a conv goes into
 that conv's weights and bias; the BN of the max-pooled stem channels and the
 BN between iterations become per-channel affines. Memory stays flat: only the
 loop-carried state and the values of the block being run are alive.
+
+Two executors run the same IR. The reference one (``_run_block``/``_exec``)
+walks the nodes one by one with the validated ``ops`` on plain NCHW arrays;
+the emulator reuses it. The fused one (``_FusedPlan``, the default) lowers
+each block of the IR once per input size into a list of fused kernel calls on
+padded maps (``minitnet.kernels.padded``): producers write straight into the
+channel slot of the concatenation that consumes them, 3x3 convs are sgemm
+calls per tap without im2col, each bottleneck (expand, depthwise, project) is
+one kernel over row bands that stay in L2, and all kernels split their work
+over ``numba.get_num_threads()`` workers while BLAS runs single-threaded.
+Its buffers are allocated once per call (two alternating sets for the loop)
+and reused by every iteration. ``ItNet.fused = False`` selects the reference
+executor; the tests check that both agree.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from typing import Iterator
 
+import numba
 import numpy as np
 
+from . import kernels as K
 from . import ops
+from .kernels import blas as _blas
+from .kernels import padded as P
+from .kernels import winograd as WG
 from .config import ItNetConfig
 from .errors import ShapeError
-from .graph import Graph, Node, build_graph
+from .graph import ACT_NONE, ACT_RELU6, Graph, Node, build_graph
 from .weights import BN_EPS, WeightFile, read_hdf5
 
 __all__ = ["ItNet", "load", "fold_weights"]
@@ -73,6 +93,10 @@ class ItNet:
         self.metadata = metadata or {}
         self.source = source
         self._graphs: dict[tuple[int, int], Graph] = {}
+        self._plans: dict[tuple[int, int], "_FusedPlan | None"] = {}
+        self._prepared: dict[tuple[str, str], tuple] = {}
+        #: run the fused plan (True) or the node-by-node reference executor (False)
+        self.fused = True
         # folded parameters do not depend on the input size: fold once on a nominal graph
         self.params = fold_weights(self.graph(64, 64), tensors, bn_eps)
 
@@ -148,6 +172,18 @@ class ItNet:
             return ops.concat(args)
         raise ValueError(f"ItNet: unknown op {nd.op!r} in node {nd.name!r}")
 
+    def _plan(self, graph: Graph) -> "_FusedPlan | None":
+        """The fused plan of ``graph`` (cached per size), or None when a node has no fused lowering."""
+        key = (graph.height, graph.width)
+        if key not in self._plans:
+            self._plans[key] = _FusedPlan.build(self, graph)
+        return self._plans[key]
+
+    def release(self):
+        """Free the buffers kept between calls (per input size: the fused plan's workspace and
+        the logits arrays the caller has dropped); the next call allocates them again."""
+        self._plans.clear()
+
     def _check_n(self, n, what="n"):
         heads = self.config.head_iterations
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) not in heads:
@@ -166,6 +202,10 @@ class ItNet:
             raise ShapeError(f"ItNet: last={last!r} must be an iteration in 1..{cfg.iterations}")
         x = self.prepare(x)
         g = self.graph(x.shape[2], x.shape[3])
+        plan = self._plan(g) if self.fused else None
+        if plan is not None:
+            yield from plan.run(x, last)
+            return
         values = self._run_block(g, g.data, {"image": x}, 0)
         state = {f"state.{l}": values[name] for l, name in enumerate(g.init)}
         del values
@@ -195,6 +235,347 @@ class ItNet:
         single = isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 3
         cls = self.logits(x, n).argmax(axis=1).astype(np.uint8 if self.config.classes <= 256 else np.int32)
         return cls[0] if single else cls
+
+
+# -- fused execution ---------------------------------------------------------------------
+
+#: sgemm run length (pixels) aimed at per row band of a stride-1 conv: with ~0.5k
+#: columns the band's A panel, the weights and C stay in L1/L2 (measured: 256-1024 fastest).
+_TAPS_RUN = 512
+#: rows per bottleneck band: the worker's expanded map, C_h x (rows + 2) x (W + 2) floats, stays in L2.
+_BRB_ROWS = 8
+#: im2col scratch per worker (float32 elements, 512 KiB).
+_COL_ELEMS = 1 << 17
+#: Winograd F(2x2, 3x3) tiles per band: V (16 x C_in x tiles floats, ~1 MiB at C_in = 75) stays in L2.
+_WINO_TILES = 240
+#: 3x3 stride-1 convs whose padded input exceeds this many bytes use Winograd; smaller inputs
+#: stay in L2 across the 9 tap sgemms, which then measured as fast or faster (2-core Xeon, f = 51:
+#: 90x120x75 in 2.25 ms vs 3.26 ms, 45x60x75 in 0.75 ms vs 0.71 ms, one thread).
+_WINO_MIN_BYTES = 3 << 19
+
+
+def _nbands(H: int, rows: int, T: int) -> int:
+    """Row bands of about ``rows`` rows over H rows, a multiple of T workers where H allows."""
+    nb = max(1, -(-H // max(1, rows)))
+    if T > 1:
+        nb = T * -(-nb // T)
+    return max(1, min(nb, H))
+
+
+class _Op:
+    """One fused kernel call. ``kind``: conv (taps), convcol (im2col), brb, affine, pool, resize, copy."""
+
+    __slots__ = ("kind", "nodes", "src", "dst", "res", "info")
+
+    def __init__(self, kind, nodes, src, dst, res=None, **info):
+        self.kind, self.nodes, self.src, self.dst, self.res, self.info = kind, nodes, src, dst, res, info
+
+
+class _Block:
+    """A lowered block: ops in order, padded buffers {key: (C, H, W)}, value placement
+    {value: (buffer key, channel offset)}, aliases {value: value}, plain outputs."""
+
+    def __init__(self, ops, bufs, place, alias, plain):
+        self.ops, self.bufs, self.place, self.alias, self.plain = ops, bufs, place, alias, plain
+
+    def alloc(self, B: int) -> dict:
+        return {k: np.zeros((B, c, h + 2, w + 2), np.float32) for k, (c, h, w) in self.bufs.items()}
+
+    def bind(self, env: dict, arrays: dict):
+        for v, (key, off) in self.place.items():
+            env[v] = (arrays[key], off)
+
+
+def _lower(graph: Graph, nodes, n: int, shapes: dict, outputs: set, plain: set) -> "_Block | None":
+    """Lower ``nodes`` (run at iteration n) to fused ops; None if some node has no fused form.
+
+    shapes: (C, H, W) of every value read from outside the block; outputs: values read
+    after the block; plain: values produced as plain NCHW arrays (the logits).
+    """
+    byname = {nd.name: nd for nd in nodes}
+    shape = dict(shapes, **{nd.name: nd.shape for nd in nodes})
+    uses: dict[str, list] = {}
+    for nd in nodes:
+        for i in nd.inputs + ((nd.residual,) if nd.residual else ()):
+            uses.setdefault(i, []).append(nd)
+
+    def lay(nd):
+        return graph.layer_of(nd, n)
+
+    def only_use(v):
+        u = uses.get(v, [])
+        return u[0] if len(u) == 1 and v not in outputs and v not in plain else None
+
+    def is_1x1(nd):
+        l = lay(nd)
+        return l.kernel_size == (1, 1) and l.stride == 1 and l.padding == 0 and l.groups == 1
+
+    chains, inner, tails = {}, set(), set()
+    for nd in nodes:  # bottleneck: 1x1 relu6 -> depthwise 3x3 relu6 -> 1x1 linear + block input
+        if nd.op != "conv" or not is_1x1(nd) or nd.act != ACT_RELU6 or nd.residual:
+            continue
+        dn = only_use(nd.name)
+        if dn is None or dn.op != "conv" or dn.inputs != (nd.name,) or dn.act != ACT_RELU6 or dn.residual:
+            continue
+        ld = lay(dn)
+        if not (ld.depthwise and ld.kernel_size == (3, 3) and ld.stride == 1 and ld.padding == 1):
+            continue
+        pn = only_use(dn.name)
+        if (pn is None or pn.op != "conv" or pn.inputs != (dn.name,) or not is_1x1(pn) or pn.act != ACT_NONE
+                or pn.residual != nd.inputs[0]):
+            continue
+        chains[nd.name] = (nd, dn, pn)
+        inner.update((nd.name, dn.name))
+        tails.add(pn.name)
+
+    alias = {nd.name: nd.inputs[0] for nd in nodes if nd.op == "maxpool" and nd.attrs["kernel_size"] == 1}
+    place, bufs, copies = {}, {}, {}
+    for nd in nodes:  # a concat owns its buffer; producers in this block write into their slot
+        if nd.op != "concat":
+            continue
+        bufs[nd.name] = nd.shape
+        place[nd.name] = (nd.name, 0)
+        off, copies[nd.name] = 0, []
+        for i in nd.inputs:
+            if i in byname and i not in place and i not in alias and i not in inner and i not in plain:
+                place[i] = (nd.name, off)
+            else:
+                copies[nd.name].append((i, off, shape[i][0]))
+            off += shape[i][0]
+    for nd in nodes:
+        if nd.name in place or nd.name in alias or nd.name in inner or nd.name in plain:
+            continue
+        bufs[nd.name] = nd.shape
+        place[nd.name] = (nd.name, 0)
+
+    ops = []
+    for nd in nodes:
+        if nd.name in tails:
+            continue
+        if nd.name in inner:
+            if nd.name in chains:
+                e, d, p = chains[nd.name]
+                H, W = p.shape[1:]
+                ops.append(_Op("brb", (e, d, p), e.inputs[0], p.name, H=H, W=W, C_h=e.shape[0]))
+            continue
+        if nd.op == "conv":
+            l = lay(nd)
+            kh, kw = l.kernel_size
+            if l.groups != 1 or l.padding > 1 or nd.inputs[0] in plain:
+                return None
+            H, W = nd.shape[1:]
+            if l.stride == 1 and kh == kw == 3 and l.padding == 1 and \
+                    4 * l.in_channels * (H + 2) * (W + 2) > _WINO_MIN_BYTES:
+                ops.append(_Op("wino", (nd,), nd.inputs[0], nd.name, nd.residual, H=H, W=W, C_in=l.in_channels,
+                               C_out=l.out_channels))
+            elif l.stride == 1 and kh == kw == 2 * l.padding + 1:
+                Wp = W + 2
+                offs = np.array([(ky - l.padding) * Wp + (kx - l.padding) for ky in range(kh) for kx in range(kw)],
+                                np.int64)
+                ops.append(_Op("conv", (nd,), nd.inputs[0], nd.name, nd.residual, offs=offs, H=H, W=W))
+            elif nd.residual is None:
+                k = l.in_channels * kh * kw
+                ops.append(_Op("convcol", (nd,), nd.inputs[0], nd.name, H=H, W=W, K=k))
+            else:
+                return None
+        elif nd.op == "affine":
+            ops.append(_Op("affine", (nd,), nd.inputs[0], nd.name))
+        elif nd.op == "maxpool":
+            if nd.name not in alias:
+                ops.append(_Op("pool", (nd,), nd.inputs[0], nd.name, k=nd.attrs["kernel_size"]))
+        elif nd.op == "resize":
+            (c, hi, wi), (oh, ow) = shape[nd.inputs[0]], nd.attrs["size"]
+            tabs = K.bilinear_table(hi, oh, False) + K.bilinear_table(wi, ow, False)
+            ops.append(_Op("resize", (nd,), nd.inputs[0], nd.name, C=c, tabs=tabs, H=hi, OW=ow,
+                           pad_out=0 if nd.name in plain else 1))
+        elif nd.op == "concat":
+            for v, off, c in copies[nd.name]:
+                ops.append(_Op("copy", (nd,), v, nd.name, off=off, C=c))
+        else:
+            return None
+    return _Block(ops, bufs, place, alias, plain)
+
+
+class _FusedPlan:
+    """The IR of one input size lowered to fused kernel calls (see the module docstring)."""
+
+    def __init__(self, net: "ItNet", graph: Graph, data, first, body, head):
+        self.net, self.graph = net, graph
+        self.data, self.first, self.body, self.head = data, first, body, head
+        self._scratch_size: dict[int, dict] = {}
+        self._idle: dict | None = None  # the buffers of the last finished run, reused by the next
+        self._outs: list[np.ndarray] = []  # logits arrays handed out, recycled once the caller drops them
+        self._lock = threading.Lock()
+
+    @classmethod
+    def build(cls, net: "ItNet", g: Graph) -> "_FusedPlan | None":
+        cfg = g.config
+        init_shapes = {nd.name: nd.shape for nd in g.data}
+        state = {f"state.{l}": init_shapes[v] for l, v in enumerate(g.init)}
+        carry = set(g.carry)
+        data = _lower(g, g.data, 0, {"image": (3, g.height, g.width)}, set(g.init), set())
+        first_in = dict(state, **{a: state[v] for a, v in g.first_alias.items()})
+        first = _lower(g, g.body_nodes(1), 1, first_in, carry, set())
+        body = _lower(g, g.body_nodes(2), 2, state, carry, set()) if cfg.iterations > 1 else None
+        head = _lower(g, g.head, cfg.head_iterations[0], state, {"logits"}, {"logits"})
+        if data is None or first is None or head is None or (cfg.iterations > 1 and body is None):
+            return None
+        _blas.warm_up()
+        return cls(net, g, data, first, body, head)
+
+    # -- weights in kernel layout ------------------------------------------------------
+    def _weights(self, kind: str, lname: str):
+        key = (kind, lname)
+        cache = self.net._prepared
+        if key not in cache:
+            w, b = self.net.params[lname]
+            co, ci, kh, kw = w.shape
+            if kind == "taps":
+                cache[key] = (np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, co, ci), b)
+            elif kind == "wino":
+                cache[key] = (WG.winograd_weights(w), b)
+            elif kind == "col":
+                cache[key] = (w.reshape(co, ci * kh * kw), b)
+            else:  # "dw": (C, 1, 3, 3) -> (C, 9); "1x1": (Co, Ci, 1, 1) -> (Co, Ci)
+                cache[key] = (w.reshape(co, ci * kh * kw), b)
+        return cache[key]
+
+    # -- scratch ------------------------------------------------------------------------
+    def _scratch(self, T: int) -> dict:
+        if T not in self._scratch_size:
+            need = {"col": 1, "hid": 1, "dwo": 1, "rs": 1, "V": 1, "Mw": 1, "wt": 1}
+            blocks = [b for b in (self.data, self.first, self.body, self.head) if b is not None]
+            for op in (op for b in blocks for op in b.ops):
+                i = op.info
+                if op.kind == "convcol":
+                    nb = _nbands(i["H"], _COL_ELEMS // (i["K"] * (i["W"] + 2)), T)
+                    need["col"] = max(need["col"], i["K"] * -(-i["H"] // nb) * (i["W"] + 2))
+                elif op.kind == "brb":
+                    rmax = -(-i["H"] // _nbands(i["H"], _BRB_ROWS, T))
+                    need["hid"] = max(need["hid"], i["C_h"] * (rmax + 2) * (i["W"] + 2))
+                    need["dwo"] = max(need["dwo"], i["C_h"] * rmax * (i["W"] + 2))
+                elif op.kind == "resize":
+                    need["rs"] = max(need["rs"], i["H"] * i["OW"])
+                elif op.kind == "wino":
+                    TH, TW = (i["H"] + 1) // 2, (i["W"] + 1) // 2
+                    tiles = -(-TH // _nbands(TH, _WINO_TILES // TW, T)) * TW
+                    need["V"] = max(need["V"], 16 * i["C_in"] * tiles)
+                    need["Mw"] = max(need["Mw"], 16 * i["C_out"] * tiles)
+                    need["wt"] = max(need["wt"], 4 * (i["W"] + 4))
+            self._scratch_size[T] = need
+        return {k: np.empty((T, v), np.float32) for k, v in self._scratch_size[T].items()}
+
+    # -- running ------------------------------------------------------------------------
+    def _workspace(self, B: int, T: int) -> dict:
+        """Buffers of one run: taken from the idle cache (same B and T) or allocated.
+
+        Borders are zero when allocated and every kernel keeps them so, so a
+        workspace is reused as is; two runs at once (interleaved generators,
+        threads) each get their own.
+        """
+        ws, self._idle = self._idle, None
+        if ws is not None and ws["key"] == (B, T):
+            return ws
+        g = self.graph
+        return {"key": (B, T), "scratch": self._scratch(T), "data": self.data.alloc(B),
+                "img": np.zeros((B, 3, g.height + 2, g.width + 2), np.float32), "head": self.head.alloc(B),
+                # two alternating sets: iteration n never overwrites the state it reads
+                "sets": [{**self.first.alloc(B), **(self.body.alloc(B) if self.body else {})} for _ in range(2)]}
+
+    def _logits(self, shape) -> np.ndarray:
+        """A logits array of ``shape``: one the caller has released, else a new one.
+
+        Fresh memory costs a page fault per page (about a third of a 480x360 run
+        with all 16 outputs on the reference machine), so arrays handed out are
+        kept and reused once nothing outside this plan refers to them (no array,
+        view or buffer of the caller's holds a reference). At most one per head
+        is kept; ``ItNet.release()`` drops them.
+        """
+        with self._lock:
+            for i in range(len(self._outs)):
+                if self._outs[i].shape == shape and sys.getrefcount(self._outs[i]) == 2:  # the list + the argument
+                    return self._outs[i]
+            a = np.empty(shape, np.float32)
+            if len(self._outs) < len(self.graph.heads):
+                self._outs.append(a)
+            return a
+
+    def run(self, x: np.ndarray, last: int):
+        """Yield (n, logits) like ``ItNet.iter_outputs`` (x already prepared)."""
+        g, cfg = self.graph, self.graph.config
+        B, T = x.shape[0], numba.get_num_threads()
+        heads = set(cfg.head_iterations)
+        w = self._workspace(B, T)
+        sc = w["scratch"]
+        try:
+            with _blas.single_threaded_blas():
+                w["img"][:, :, 1:-1, 1:-1] = x
+                env = {"image": (w["img"], 0)}
+                self._run(self.data, env, w["data"], 0, sc, T)
+                state = {f"state.{l}": self._get(self.data, env, v) for l, v in enumerate(g.init)}
+            for n in range(1, last + 1):
+                with _blas.single_threaded_blas():
+                    blk = self.first if n == 1 else self.body
+                    env = dict(state)
+                    if n == 1:
+                        env.update({a: state[v] for a, v in g.first_alias.items()})
+                    self._run(blk, env, w["sets"][n % 2], n, sc, T)
+                    state = {f"state.{l}": self._get(blk, env, v) for l, v in enumerate(g.carry)}
+                    if n in heads:
+                        logits = self._logits((B, cfg.classes, g.height, g.width))
+                        env = dict(state, logits=(logits, 0))
+                        self._run(self.head, env, w["head"], n, sc, T)
+                if n in heads:
+                    yield n, logits
+        finally:
+            self._idle = w
+
+    @staticmethod
+    def _get(blk: _Block, env: dict, v: str):
+        while v not in env and v in blk.alias:
+            v = blk.alias[v]
+        return env[v]
+
+    def _run(self, blk: _Block, env: dict, arrays: dict, n: int, ws: dict, T: int):
+        blk.bind(env, arrays)
+        g, params = self.graph, self.net.params
+        for op in blk.ops:
+            x, cx = self._get(blk, env, op.src)
+            out, co = env[op.dst]
+            nd, i = op.nodes[0], op.info
+            if op.kind == "conv":
+                wt, b = self._weights("taps", g.layer_name(nd, n))
+                r, cr = self._get(blk, env, op.res) if op.res else (out, 0)
+                P.conv2d_nchwp_taps(x, cx, wt, i["offs"], b, r, cr, op.res is not None, nd.act, out, co,
+                                    _nbands(i["H"], max(1, _TAPS_RUN // (i["W"] + 2)), T), T)
+            elif op.kind == "wino":
+                U, b = self._weights("wino", g.layer_name(nd, n))
+                r, cr = self._get(blk, env, op.res) if op.res else (out, 0)
+                TH, TW = (i["H"] + 1) // 2, (i["W"] + 1) // 2
+                WG.conv2d_nchwp_winograd(x, cx, U, b, r, cr, op.res is not None, nd.act, out, co,
+                                         _nbands(TH, _WINO_TILES // TW, T), ws["wt"], ws["V"], ws["Mw"], T)
+            elif op.kind == "convcol":
+                lay = g.layer_of(nd, n)
+                w2, b = self._weights("col", lay.name)
+                kh, kw = lay.kernel_size
+                nb = _nbands(i["H"], _COL_ELEMS // (i["K"] * (i["W"] + 2)), T)
+                P.conv2d_nchwp_im2col(x, cx, w2, kh, kw, lay.stride, lay.padding, b, nd.act, out, co, nb,
+                                      ws["col"], T)
+            elif op.kind == "brb":
+                e, d, p = (self._weights("1x1" if j != 1 else "dw", g.layer_name(m, n))
+                           for j, m in enumerate(op.nodes))
+                P.bottleneck_nchwp(x, e[0], e[1], d[0], d[1], p[0], p[1], out,
+                                   _nbands(i["H"], _BRB_ROWS, T), ws["hid"], ws["dwo"], T)
+            elif op.kind == "affine":
+                s, t = params[g.layer_name(nd, n)]
+                P.affine_nchwp(x, cx, s, t, nd.act, out, co)
+            elif op.kind == "pool":
+                P.max_pool2d_nchwp(x, cx, nd.shape[0], i["k"], out, co)
+            elif op.kind == "resize":
+                P.resize_bilinear_nchwp(x, cx, i["C"], *i["tabs"], out, co, i["pad_out"], ws["rs"], T)
+            else:  # copy into a concat slot (borders are zero on both sides)
+                o = co + i["off"]
+                out[:, o:o + i["C"]] = x[:, cx:cx + i["C"]]
 
 
 def load(path) -> ItNet:

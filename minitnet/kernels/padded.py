@@ -1,0 +1,310 @@
+"""Kernels on padded maps (layout ``nchwp``): the engine's fused execution layout.
+
+A map of C channels and H x W pixels is stored as (N, C, H + 2, W + 2) float32
+with a one-pixel border of zeros. The border is the zero padding of every 3x3
+conv, so no kernel tests bounds, and a whole row band of one channel is one
+contiguous run of memory. With ``Wp = W + 2`` and ``plane = (H + 2) * Wp``,
+interior pixel (y, x) sits at flat offset ``(y + 1)*Wp + x + 1`` of its plane.
+
+Convolutions are sgemm calls on these flat planes (``blas.sgemm_cm``):
+
+- stride-1 convs ("same" padding, 3x3 or 1x1) need no im2col: the output rows
+  [y0, y1) are the M = (y1 - y0)*Wp - 2 consecutive positions starting at
+  pixel (y0, 0), and tap (ky, kx) reads the same run shifted by
+  ``(ky - 1)*Wp + (kx - 1)``. Each tap is one sgemm with the channel planes as
+  the strided dimension, accumulated with beta = 1 straight into ``out``. The
+  two border columns inside the run get garbage and are zeroed again in the
+  epilogue, which also adds bias and residual and applies the activation.
+- strided convs unfold a row band (``col``) with the same 2-column gap per row,
+  then run one sgemm into ``out``.
+- the bottleneck (MobileNetV2 inverted residual) runs expand -> ReLU6 ->
+  depthwise 3x3 -> ReLU6 -> project + input per row band, with the expanded
+  map in a per-worker scratch that stays in L2.
+
+Work is split into row bands (``nb`` per image, rows ``[i*H//nb, (i+1)*H//nb)``)
+dealt round-robin to ``T`` workers (``prange(T)``, one scratch slice per
+worker). BLAS must be single-threaded meanwhile (``blas.single_threaded_blas``).
+Channel offsets (``cx``, ``co``, ``cr``) address a slice of a larger map, so
+producers write straight into the slot of the concatenation that consumes them.
+``act``: 0 none, 1 relu, 2 relu6.
+"""
+import numba
+import numpy as np
+from numba import prange
+
+from minitnet.kernels.blas import sgemm_cm
+from minitnet.kernels.elementwise import apply_act
+from minitnet.kernels.pool import max_row, nanmax
+
+_ZERO = np.float32(0.0)
+_NEG_INF = np.float32(-np.inf)
+
+
+@numba.njit(cache=True, inline="always")
+def band(i, nb, H):
+    """Rows [y0, y1) of band i of nb over H rows (sizes differ by at most one)."""
+    return (i * H) // nb, ((i + 1) * H) // nb
+
+
+@numba.njit(cache=True)
+def epilogue_nchwp(out, n, co, y0, y1, b, res, cr, has_res, act):
+    """Rows [y0, y1) of out[n, co:co+C]: zero the border columns, then
+    interior = act(interior + b[c] + res[n, cr + c]).
+
+    Shapes:
+      out: (N, >= co+C, H+2, W+2)  b: (C,)  res: (N, >= cr+C, H+2, W+2) if has_res
+    """
+    Wp = out.shape[3]
+    for c in range(b.shape[0]):
+        bias = b[c]
+        for y in range(y0 + 1, y1 + 1):
+            row = out[n, co + c, y]  # seek to out[n, co + c, y, :] (padded row)
+            row[0] = _ZERO
+            row[Wp - 1] = _ZERO
+            o = row[1:Wp - 1]
+            if has_res:
+                r = res[n, cr + c, y, 1:Wp - 1]
+                for i in range(o.shape[0]):
+                    o[i] = apply_act(o[i] + bias + r[i], act)
+            else:
+                for i in range(o.shape[0]):
+                    o[i] = apply_act(o[i] + bias, act)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def conv2d_nchwp_taps(x, cx, wt, offs, b, res, cr, has_res, act, out, co, nb, T):
+    """Stride-1 "same" conv as one sgemm per tap, fused epilogue, parallel over row bands.
+
+    out[n, co+o] = act(sum_t wt[t] @ shift_t(x[n, cx:cx+C_in]) + b + res[n, cr+o]).
+
+    Shapes:
+      x: (N, >= cx+C_in, H+2, W+2)  wt: (taps, C_out, C_in) = w.transpose(2, 3, 0, 1) flattened
+      offs: (taps,) flat shift of each tap, (ky - padding)*Wp + (kx - padding)
+      b: (C_out,)  res: (N, >= cr+C_out, H+2, W+2) if has_res  out: (N, >= co+C_out, H+2, W+2)
+    """
+    N, Hp, Wp = x.shape[0], x.shape[2], x.shape[3]
+    taps, C_out, C_in = wt.shape
+    plane = Hp * Wp
+    wf = wt.reshape(-1)
+    for w in prange(T):
+        for task in range(w, N * nb, T):
+            n = task // nb
+            y0, y1 = band(task % nb, nb, Hp - 2)
+            xf, of = x[n].reshape(-1), out[n].reshape(-1)
+            q0, M = (y0 + 1) * Wp + 1, (y1 - y0) * Wp - 2  # first pixel of the band, run length
+            for t in range(taps):
+                sgemm_cm(M, C_out, C_in, xf, cx * plane + q0 + offs[t], plane, wf, t * C_out * C_in, C_in,
+                         0.0 if t == 0 else 1.0, of, co * plane + q0, plane)
+            epilogue_nchwp(out, n, co, y0, y1, b, res, cr, has_res, act)
+
+
+@numba.njit(cache=True)
+def im2col_nchwp(x, n, cx, C_in, KH, KW, stride, padding, y0, y1, OWp, col):
+    """Unfold output rows [y0, y1) of image n: col[(ci*KH + ky)*KW + kx, (oy - y0)*OWp + ox]
+    = x[n, cx+ci, oy*stride + ky - padding + 1, ox*stride + kx - padding + 1] for ox < OW = OWp - 2,
+    and 0 in the two gap columns of each row (they map onto out's border). padding <= 1.
+
+    Shapes:
+      x: (N, >= cx+C_in, H+2, W+2)  col: (C_in*KH*KW, (y1 - y0)*OWp - 2)
+    """
+    M = col.shape[1]
+    OW = OWp - 2
+    for r in range(col.shape[0]):
+        ci, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
+        dst = col[r]
+        for oy in range(y0, y1):
+            j0 = (oy - y0) * OWp
+            src = x[n, cx + ci, oy * stride + ky - padding + 1, kx - padding + 1:]
+            d = dst[j0:j0 + OW]
+            for i in range(OW):
+                d[i] = src[i * stride]
+            for j in range(j0 + OW, min(j0 + OWp, M)):
+                dst[j] = _ZERO
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def conv2d_nchwp_im2col(x, cx, w2, KH, KW, stride, padding, b, act, out, co, nb, col, T):
+    """Dense conv (any stride, padding <= 1) as band-wise im2col + one sgemm, fused epilogue.
+
+    Shapes:
+      x: (N, >= cx+C_in, H+2, W+2)  w2: (C_out, C_in*KH*KW) = w.reshape(C_out, -1)  b: (C_out,)
+      out: (N, >= co+C_out, OH+2, OW+2)  col: (T, >= C_in*KH*KW * (max band rows * (OW+2) - 2))
+    """
+    N = x.shape[0]
+    C_out, K = w2.shape
+    OHp, OWp = out.shape[2], out.shape[3]
+    plane = OHp * OWp
+    wf = w2.reshape(-1)
+    for w in prange(T):
+        for task in range(w, N * nb, T):
+            n = task // nb
+            y0, y1 = band(task % nb, nb, OHp - 2)
+            M = (y1 - y0) * OWp - 2
+            cv = col[w, :K * M].reshape(K, M)
+            im2col_nchwp(x, n, cx, K // (KH * KW), KH, KW, stride, padding, y0, y1, OWp, cv)
+            q0 = (y0 + 1) * OWp + 1
+            sgemm_cm(M, C_out, K, col[w], 0, M, wf, 0, K, 0.0, out[n].reshape(-1), co * plane + q0, plane)
+            epilogue_nchwp(out, n, co, y0, y1, b, out, 0, False, act)  # no residual: out is a placeholder
+
+
+@numba.njit(cache=True)
+def expand_epilogue(h, ldh, be, y0, R, Hp, Wp):
+    """h[c, r*Wp + j] (padded rows y0..y0+R+1 of the expanded map) = relu6(h + be[c]) inside
+    the image, 0 on the border (the depthwise conv's zero padding).
+
+    Shapes:
+      h: (>= C_h*ldh,) flat  be: (C_h,)
+    """
+    for c in range(be.shape[0]):
+        bias = be[c]
+        for r in range(R + 2):
+            row = h[c * ldh + r * Wp:c * ldh + (r + 1) * Wp]  # seek to padded row y0 + r of channel c
+            if y0 + r == 0 or y0 + r == Hp - 1:
+                row[:] = _ZERO
+                continue
+            row[0] = _ZERO
+            row[Wp - 1] = _ZERO
+            o = row[1:Wp - 1]
+            for i in range(o.shape[0]):
+                o[i] = apply_act(o[i] + bias, 2)
+
+
+@numba.njit(cache=True)
+def depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd):
+    """d[c, j] = relu6(bd[c] + sum_{ky,kx} wd[c, 3*ky + kx] * h[c, j + ky*Wp + kx]) for j < M.
+
+    The run j covers a row band of the padded output (gap columns included: finite
+    garbage that the project sgemm writes onto out's border, zeroed afterwards).
+    Summation order as ``depthwise_conv2d_nchw``: bias, then taps row by row.
+
+    Shapes:
+      h: (>= C*ldh,)  wd: (C, 9)  bd: (C,)  d: (>= C*ldd,), M + 2*Wp + 2 <= ldh
+    """
+    for c in range(wd.shape[0]):
+        hc = h[c * ldh:(c + 1) * ldh]
+        h0, h1, h2 = hc[0:], hc[1:], hc[2:]
+        h3, h4, h5 = hc[Wp:], hc[Wp + 1:], hc[Wp + 2:]
+        h6, h7, h8 = hc[2 * Wp:], hc[2 * Wp + 1:], hc[2 * Wp + 2:]
+        w0, w1, w2, w3, w4, w5, w6, w7, w8 = wd[c, 0], wd[c, 1], wd[c, 2], wd[c, 3], wd[c, 4], wd[c, 5], \
+            wd[c, 6], wd[c, 7], wd[c, 8]
+        bias = bd[c]
+        dc = d[c * ldd:c * ldd + M]
+        for j in range(M):
+            v = bias + w0 * h0[j] + w1 * h1[j] + w2 * h2[j] + w3 * h3[j] + w4 * h4[j] + w5 * h5[j] \
+                + w6 * h6[j] + w7 * h7[j] + w8 * h8[j]
+            dc[j] = apply_act(v, 2)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def bottleneck_nchwp(x, we, be, wd, bd, wp, bp, out, nb, hid, dwo, T):
+    """Inverted residual, fused per row band: out = x + project(relu6(dw3x3(relu6(expand(x))))).
+
+    The expanded map (R + 2 rows with the halo) and the depthwise output of a band
+    live in the worker's ``hid``/``dwo`` slices (L2-sized) and never reach memory.
+
+    Shapes:
+      x: (N, C, H+2, W+2)  we: (C_h, C)  be: (C_h,)  wd: (C_h, 9)  bd: (C_h,)  wp: (C, C_h)  bp: (C,)
+      out: (N, C, H+2, W+2)  hid: (T, C_h * (Rmax+2)*(W+2))  dwo: (T, C_h * Rmax*(W+2)),
+      Rmax = max band rows = ceil(H / nb)
+    """
+    N, C, Hp, Wp = x.shape
+    C_h = we.shape[0]
+    plane = Hp * Wp
+    ldh, ldd = hid.shape[1] // C_h, dwo.shape[1] // C_h
+    wef, wpf = we.reshape(-1), wp.reshape(-1)
+    for w in prange(T):
+        for task in range(w, N * nb, T):
+            n = task // nb
+            y0, y1 = band(task % nb, nb, Hp - 2)
+            R = y1 - y0
+            xf, of, h, d = x[n].reshape(-1), out[n].reshape(-1), hid[w], dwo[w]
+            sgemm_cm((R + 2) * Wp, C_h, C, xf, y0 * Wp, plane, wef, 0, C, 0.0, h, 0, ldh)
+            expand_epilogue(h, ldh, be, y0, R, Hp, Wp)
+            M, q0 = R * Wp - 2, (y0 + 1) * Wp + 1
+            depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd)
+            sgemm_cm(M, C, C_h, d, 0, ldd, wpf, 0, C_h, 0.0, of, q0, plane)
+            epilogue_nchwp(out, n, 0, y0, y1, bp, x, 0, True, 0)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def affine_nchwp(x, cx, scale, shift, act, out, co):
+    """out[n, co+c] = act(x[n, cx+c] * scale[c] + shift[c]) on the interior; borders untouched.
+
+    Shapes:
+      x: (N, >= cx+C, H+2, W+2)  scale, shift: (C,)  out: (N, >= co+C, H+2, W+2)
+    """
+    N, Hp, Wp = x.shape[0], x.shape[2], x.shape[3]
+    C = scale.shape[0]
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        s, h = scale[c], shift[c]
+        for y in range(1, Hp - 1):
+            xr, orow = x[n, cx + c, y, 1:Wp - 1], out[n, co + c, y, 1:Wp - 1]
+            for i in range(xr.shape[0]):
+                orow[i] = apply_act(xr[i] * s + h, act)
+
+
+@numba.njit(cache=True, inline="always")
+def max_row2(src, OW, dst):
+    """dst[ox] = max(dst[ox], src[2*ox], src[2*ox + 1]) (last window clipped); NaN wins.
+
+    Shapes:
+      src: (W,)  dst: (OW,), OW = ceil(W/2) or W//2
+    """
+    full = min(OW, src.shape[0] // 2)
+    for ox in range(full):  # constant stride 2: vectorises with interleaved loads
+        dst[ox] = nanmax(nanmax(dst[ox], src[2 * ox]), src[2 * ox + 1])
+    if full < OW:
+        dst[full] = nanmax(dst[full], src[2 * full])
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def max_pool2d_nchwp(x, cx, C, k, out, co):
+    """out[n, co+c] = max_pool2d(x[n, cx+c], k, stride k, ceil_mode) on interiors (windows
+    clipped to the image, never to the zero border). NaN propagates.
+
+    Shapes:
+      x: (N, >= cx+C, H+2, W+2)  out: (N, >= co+C, ceil(H/k)+2, ceil(W/k)+2)
+    """
+    N, H, W = x.shape[0], x.shape[2] - 2, x.shape[3] - 2
+    OH, OW = out.shape[2] - 2, out.shape[3] - 2
+    for t in prange(N * C):
+        n, c = t // C, t % C
+        for oy in range(OH):
+            orow = out[n, co + c, oy + 1, 1:OW + 1]  # seek to the interior of out[n, co + c, oy + 1]
+            orow[:] = _NEG_INF
+            for iy in range(oy * k, min(oy * k + k, H)):
+                src = x[n, cx + c, iy + 1, 1:W + 1]
+                if k == 2:
+                    max_row2(src, OW, orow)
+                else:
+                    max_row(src, k, OW, orow)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out, co, pad_out, scratch, T):
+    """Separable bilinear resize of padded interiors, torch's arithmetic order:
+    h[y, ox] = x[y, ix0]*lx0 + x[y, ix1]*lx1, then out[oy] = h[iy0]*ly0 + h[iy1]*ly1
+    (the same float ops, in the same order, as ``upsample_bilinear_nchw``).
+
+    ``pad_out`` 1: out is padded (interior written); 0: out is a plain NCHW map.
+
+    Shapes:
+      x: (N, >= cx+C, H+2, W+2)  iy*, ly*: (OH,)  ix*, lx*: (OW,) (tables of ``bilinear_table``)
+      out: (N, >= co+C, OH + 2*pad_out, OW + 2*pad_out)  scratch: (T, >= H*OW)
+    """
+    N, H = x.shape[0], x.shape[2] - 2
+    OH, OW = iy0.shape[0], ix0.shape[0]
+    for w in prange(T):
+        h = scratch[w, :H * OW].reshape(H, OW)
+        for t in range(w, N * C, T):
+            n, c = t // C, t % C
+            for y in range(H):
+                src, hr = x[n, cx + c, y + 1, 1:], h[y]
+                for ox in range(OW):
+                    hr[ox] = src[ix0[ox]] * lx0[ox] + src[ix1[ox]] * lx1[ox]
+            for oy in range(OH):
+                r0, r1, wy0, wy1 = h[iy0[oy]], h[iy1[oy]], ly0[oy], ly1[oy]
+                orow = out[n, co + c, oy + pad_out, pad_out:pad_out + OW]
+                for ox in range(OW):
+                    orow[ox] = r0[ox] * wy0 + r1[ox] * wy1

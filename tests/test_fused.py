@@ -1,0 +1,332 @@
+"""The fused executor: padded-layout kernels (minitnet.kernels.padded, .winograd) and the
+engine's fused plan, each against the validated ``ops`` / the node-by-node reference executor.
+
+Tolerances: kernels that reorder a conv's sum (sgemm per tap, Winograd) are compared with
+``ops.conv2d`` at ATOL_REDUCTION (conftest: float32 sums in a different order); kernels
+that do the same float ops in the same order (resize, pool, affine) must be bit-exact.
+Whole networks: fused vs reference executor at ATOL_REDUCTION relative to the logits'
+magnitude (random weights let activations grow over the iterations).
+"""
+import numba
+import numpy as np
+import pytest
+from conftest import ATOL_REDUCTION
+from netutil import random_tensors
+
+import minitnet.engine as E
+from minitnet import ItNetConfig, ops
+from minitnet import kernels as K
+from minitnet.engine import ItNet
+from minitnet.kernels import blas
+from minitnet.kernels import padded as P
+from minitnet.kernels import winograd as WG
+
+F32 = np.float32
+
+
+def rand(rng, *shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(F32)
+
+
+def pad(x, C_tot=None, c0=0):
+    """(N, C, H, W) -> zero-bordered (N, C_tot, H+2, W+2) with x in channels c0.."""
+    N, C, H, W = x.shape
+    out = np.zeros((N, C_tot or C, H + 2, W + 2), F32)
+    out[:, c0:c0 + C, 1:-1, 1:-1] = x
+    return out
+
+
+def interior(xp, c0=0, C=None):
+    C = xp.shape[1] - c0 if C is None else C
+    return xp[:, c0:c0 + C, 1:-1, 1:-1]
+
+
+def assert_border_zero(xp):
+    assert not xp[:, :, [0, -1], :].any() and not xp[:, :, :, [0, -1]].any(), "the zero border was written"
+
+
+def bands(H, T=2):
+    return max(1, min(H, T * 2))
+
+
+# --------------------------------------------------------------------------- impulses
+
+
+def test_taps_impulse_3x3():
+    # x: (1,1,5,6) one at (2, 3); w: power-of-two taps -> out[y, x] = w[2 - (y - 1), 2 - (x - 2)] around it
+    x = np.zeros((1, 1, 5, 6), F32)
+    x[0, 0, 2, 3] = 1
+    w = (2.0 ** np.arange(9)).astype(F32).reshape(1, 1, 3, 3)
+    want = ops.conv2d(x, w, padding=1)
+    wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(9, 1, 1)
+    offs = np.array([(ky - 1) * 8 + (kx - 1) for ky in range(3) for kx in range(3)], np.int64)
+    out = np.zeros((1, 1, 7, 8), F32)
+    P.conv2d_nchwp_taps(pad(x), 0, wt, offs, np.zeros(1, F32), out, 0, False, 0, out, 0, 3, 2)
+    np.testing.assert_array_equal(interior(out), want)
+    assert_border_zero(out)
+
+
+@pytest.mark.parametrize("hw", [(5, 6), (4, 7), (1, 1), (2, 1), (3, 3)])
+def test_winograd_impulse(hw):
+    # a one at each pixel in turn: every output tile / partial tile of odd sizes reads the right taps
+    H, W = hw
+    w = (2.0 ** np.arange(9)).astype(F32).reshape(1, 1, 3, 3)
+    U = WG.winograd_weights(w)
+    for y in range(H):
+        for xx in range(W):
+            x = np.zeros((1, 1, H, W), F32)
+            x[0, 0, y, xx] = 1
+            out = np.zeros((1, 1, H + 2, W + 2), F32)
+            V, M = np.empty((2, 16 * 3 * W), F32), np.empty((2, 16 * 3 * W), F32)  # one band: <= 3 tile rows
+            WG.conv2d_nchwp_winograd(pad(x), 0, U, np.zeros(1, F32), out, 0, False, 0, out, 0, 1,
+                                     np.empty((2, 4 * (W + 4)), F32), V, M, 2)
+            np.testing.assert_array_equal(interior(out), ops.conv2d(x, w, padding=1), err_msg=f"impulse at {y, xx}")
+            assert_border_zero(out)
+
+
+# --------------------------------------------------------------------------- kernels vs ops
+
+
+@pytest.mark.parametrize("N,C_in,C_out,H,W,k,act,has_res", [
+    (1, 3, 4, 7, 5, 3, 0, False), (2, 5, 3, 6, 9, 3, 1, True), (1, 4, 6, 1, 4, 3, 2, True),
+    (2, 6, 5, 5, 3, 1, 1, True), (1, 7, 2, 9, 8, 1, 0, False),
+])
+@pytest.mark.parametrize("T", [1, 2, 3])
+def test_taps_conv_vs_ops(N, C_in, C_out, H, W, k, act, has_res, T):
+    rng = np.random.default_rng(1)
+    x = rand(rng, N, C_in, H, W, scale=2.0)
+    w = rand(rng, C_out, C_in, k, k, scale=(C_in * k * k) ** -0.5)
+    b = rand(rng, C_out)
+    r = rand(rng, N, C_out, H, W)
+    want = ops.conv2d(x, w, b, padding=k // 2, act=act, residual=r if has_res else None)
+    p = k // 2
+    wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(k * k, C_out, C_in)
+    offs = np.array([(ky - p) * (W + 2) + (kx - p) for ky in range(k) for kx in range(k)], np.int64)
+    xp, rp = pad(x, C_in + 3, 2), pad(r, C_out + 1, 1)  # channel offsets: cx = 2, cr = 1, co = 3
+    out = np.zeros((N, C_out + 4, H + 2, W + 2), F32)
+    P.conv2d_nchwp_taps(xp, 2, wt, offs, b, rp, 1, has_res, act, out, 3, bands(H, T), T)
+    np.testing.assert_allclose(interior(out, 3, C_out), want, rtol=0, atol=ATOL_REDUCTION)
+    assert not out[:, :3].any() and not out[:, 3 + C_out:].any()
+    assert_border_zero(out)
+
+
+@pytest.mark.parametrize("N,C_in,C_out,H,W,act,has_res", [
+    (1, 3, 4, 7, 5, 0, False), (2, 5, 3, 6, 9, 1, True), (1, 4, 6, 1, 4, 2, True), (1, 2, 3, 1, 1, 1, True),
+    (3, 6, 5, 9, 2, 0, True), (1, 75, 25, 11, 13, 1, True),
+])
+@pytest.mark.parametrize("T", [1, 2])
+def test_winograd_vs_ops(N, C_in, C_out, H, W, act, has_res, T):
+    rng = np.random.default_rng(2)
+    x = rand(rng, N, C_in, H, W, scale=2.0)
+    w = rand(rng, C_out, C_in, 3, 3, scale=(C_in * 9) ** -0.5)
+    b = rand(rng, C_out)
+    r = rand(rng, N, C_out, H, W)
+    want = ops.conv2d(x, w, b, padding=1, act=act, residual=r if has_res else None)
+    TH, TW = (H + 1) // 2, (W + 1) // 2
+    nb = bands(TH, T)
+    tiles = -(-TH // nb) * TW
+    V, M = np.empty((T, 16 * C_in * tiles), F32), np.empty((T, 16 * C_out * tiles), F32)
+    tmp = np.empty((T, 4 * (W + 4)), F32)
+    xp, rp = pad(x, C_in + 1, 1), pad(r, C_out + 2, 2)
+    out = np.zeros((N, C_out + 1, H + 2, W + 2), F32)
+    WG.conv2d_nchwp_winograd(xp, 1, WG.winograd_weights(w), b, rp, 2, has_res, act, out, 1, nb, tmp, V, M, T)
+    np.testing.assert_allclose(interior(out, 1), want, rtol=0, atol=ATOL_REDUCTION)
+    assert not out[:, 0].any()
+    assert_border_zero(out)
+
+
+@pytest.mark.parametrize("H,W,stride,k,p", [(7, 5, 2, 3, 1), (8, 9, 2, 3, 1), (6, 6, 2, 3, 0), (9, 7, 3, 3, 1),
+                                            (5, 4, 1, 3, 1), (1, 1, 2, 3, 1)])
+def test_im2col_conv_vs_ops(H, W, stride, k, p):
+    rng = np.random.default_rng(3)
+    N, C_in, C_out = 2, 3, 5
+    x = rand(rng, N, C_in, H, W)
+    w = rand(rng, C_out, C_in, k, k, scale=(C_in * k * k) ** -0.5)
+    b = rand(rng, C_out)
+    want = ops.conv2d(x, w, b, stride=stride, padding=p, act=1)
+    OH, OW = want.shape[2:]
+    for T, nb in [(1, 1), (2, min(OH, 3))]:
+        col = np.empty((T, C_in * k * k * (-(-OH // nb)) * (OW + 2)), F32)
+        out = np.zeros((N, C_out + 2, OH + 2, OW + 2), F32)
+        P.conv2d_nchwp_im2col(pad(x), 0, w.reshape(C_out, -1), k, k, stride, p, b, 1, out, 2, nb, col, T)
+        np.testing.assert_allclose(interior(out, 2), want, rtol=0, atol=ATOL_REDUCTION)
+        assert_border_zero(out)
+
+
+@pytest.mark.parametrize("N,H,W,nb", [(1, 9, 7, 3), (2, 5, 12, 2), (1, 1, 1, 1), (1, 4, 3, 4), (3, 6, 5, 1)])
+@pytest.mark.parametrize("T", [1, 2])
+def test_bottleneck_vs_ops(N, H, W, nb, T):
+    rng = np.random.default_rng(4)
+    C, Ch = 5, 12
+    x = rand(rng, N, C, H, W, scale=2.0)
+    we, wd, wp = rand(rng, Ch, C, 1, 1, scale=0.5), rand(rng, Ch, 1, 3, 3, scale=0.5), rand(rng, C, Ch, 1, 1, scale=0.3)
+    be, bd, bp = rand(rng, Ch), rand(rng, Ch), rand(rng, C)
+    h = ops.conv2d(x, we, be, act=2)
+    h = ops.conv2d(h, wd, bd, padding=1, groups=Ch, act=2)
+    want = ops.conv2d(h, wp, bp, residual=x)
+    rmax = -(-H // nb)
+    hid, dwo = np.empty((T, Ch * (rmax + 2) * (W + 2)), F32), np.empty((T, Ch * rmax * (W + 2)), F32)
+    out = np.zeros((N, C, H + 2, W + 2), F32)
+    P.bottleneck_nchwp(pad(x), we.reshape(Ch, C), be, wd.reshape(Ch, 9), bd, wp.reshape(C, Ch), bp, out, nb,
+                       hid, dwo, T)
+    np.testing.assert_allclose(interior(out), want, rtol=0, atol=ATOL_REDUCTION)
+    assert_border_zero(out)
+
+
+@pytest.mark.parametrize("H,W,k", [(7, 9, 2), (8, 6, 2), (9, 7, 3), (90, 120, 4), (5, 5, 4), (1, 3, 2)])
+def test_max_pool_padded_is_exact(H, W, k):
+    rng = np.random.default_rng(5)
+    x = rand(rng, 2, 3, H, W) - 5.0  # negative: the zero border must never win
+    x[0, 1, 0, 0] = np.nan
+    want = ops.max_pool2d(x, k)
+    out = np.zeros((2, 4, want.shape[2] + 2, want.shape[3] + 2), F32)
+    P.max_pool2d_nchwp(pad(x, 5, 2), 2, 3, k, out, 1)
+    np.testing.assert_array_equal(interior(out, 1, 3), want)
+    assert np.isnan(out[0, 2, 1, 1])
+    assert_border_zero(out)
+
+
+@pytest.mark.parametrize("size", [(90, 120), (45, 60), (23, 30), (7, 5), (1, 1), (13, 4)])
+@pytest.mark.parametrize("pad_out", [0, 1])
+def test_resize_padded_is_exact(size, pad_out):
+    rng = np.random.default_rng(6)
+    x = rand(rng, 2, 3, 45, 60)
+    want = ops.interpolate_bilinear(x, size)
+    tabs = K.bilinear_table(45, size[0], False) + K.bilinear_table(60, size[1], False)
+    out = np.zeros((2, 4, size[0] + 2 * pad_out, size[1] + 2 * pad_out), F32)
+    P.resize_bilinear_nchwp(pad(x, 4, 1), 1, 3, *tabs, out, 1, pad_out, np.empty((2, 45 * size[1]), F32), 2)
+    got = out[:, 1:4, pad_out:pad_out + size[0], pad_out:pad_out + size[1]]
+    np.testing.assert_array_equal(got, want)
+    if pad_out:
+        assert_border_zero(out)
+
+
+def test_affine_padded_is_exact():
+    rng = np.random.default_rng(7)
+    x = rand(rng, 2, 3, 5, 7)
+    s, t = rand(rng, 3), rand(rng, 3)
+    out = np.zeros((2, 5, 7, 9), F32)
+    P.affine_nchwp(pad(x, 4, 1), 1, s, t, 1, out, 2)
+    np.testing.assert_array_equal(interior(out, 2, 3), ops.affine(x, s, t, act=1))
+    assert_border_zero(out)
+
+
+def test_sgemm_strided_operands():
+    # C (rows 1..3 of a 5x4 column-major block) += A (strided) @ B
+    rng = np.random.default_rng(8)
+    a, b, c = rand(rng, 40), rand(rng, 30), rand(rng, 50)
+    m, n, k, lda, ldb, ldc = 3, 2, 4, 7, 6, 10
+    A = np.array([[a[2 + p * lda + i] for p in range(k)] for i in range(m)])
+    B = np.array([[b[1 + q * ldb + p] for q in range(n)] for p in range(k)])
+    C = np.array([[c[5 + q * ldc + i] for q in range(n)] for i in range(m)])
+    blas.sgemm_cm(m, n, k, a, 2, lda, b, 1, ldb, 1.0, c, 5, ldc)
+    got = np.array([[c[5 + q * ldc + i] for q in range(n)] for i in range(m)])
+    np.testing.assert_allclose(got, A @ B + C, rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the fused plan
+
+NETS = [  # (levels, blocks, iterations, width, shared, heads, (H, W), batch)
+    (1, 0, 1, 6, True, None, (33, 47), 1),
+    (1, 1, 3, 8, False, None, (37, 31), 3),
+    (2, 2, 2, 10, True, None, (40, 52), 1),
+    (3, 1, 4, 12, True, (2, 4), (75, 100), 2),
+    (3, 0, 3, 7, False, None, (33, 47), 1),
+    (4, 2, 3, 8, True, None, (57, 61), 1),
+    (3, 1, 3, 51, True, None, (75, 100), 1),
+]
+
+
+def fused_vs_reference(cfg, hw, B, seed):
+    rng = np.random.default_rng(seed)
+    net = ItNet(cfg, random_tensors(cfg, rng))
+    x = rng.normal(0, 1, (B, 3, *hw)).astype(F32)
+    assert net._plan(net.graph(*hw)) is not None, "the fused plan does not cover this network"
+    got = [(n, a.copy()) for n, a in net.iter_outputs(x)]
+    net.fused = False
+    want = list(net.iter_outputs(x))
+    assert [n for n, _ in got] == [n for n, _ in want]
+    for (n, a), (_, b) in zip(got, want):
+        tol = ATOL_REDUCTION * max(1.0, float(np.abs(b).max()) / 10)
+        err = float(np.abs(a - b).max())
+        assert err <= tol, f"output {n}: max |fused - reference| = {err:.3g} > {tol:.3g}"
+
+
+@pytest.mark.parametrize("L,K,N,f,shared,heads,hw,B", NETS)
+@pytest.mark.parametrize("wino", [False, True])
+def test_fused_equals_reference_executor(L, K, N, f, shared, heads, hw, B, wino, monkeypatch):
+    # wino=True forces every 3x3 stride-1 conv through Winograd (normally only large maps)
+    monkeypatch.setattr(E, "_WINO_MIN_BYTES", 0 if wino else 1 << 62)
+    cfg = ItNetConfig(levels=L, blocks=K, iterations=N, width=f, shared=shared, heads=heads)
+    fused_vs_reference(cfg, hw, B, L * 100 + K * 10 + N)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_any_thread_count(threads, monkeypatch):
+    monkeypatch.setattr(E, "_BRB_ROWS", 3)  # many bands per worker
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        fused_vs_reference(ItNetConfig(levels=3, iterations=3, width=10), (41, 29), 2, 9)
+    finally:
+        numba.set_num_threads(old)
+
+
+def test_outputs_held_by_the_caller_are_never_reused():
+    cfg = ItNetConfig(levels=2, iterations=4, width=8)
+    net = ItNet(cfg, random_tensors(cfg, np.random.default_rng(0)))
+    x = np.random.default_rng(1).normal(size=(1, 3, 30, 41)).astype(F32)
+    first = list(net.iter_outputs(x))
+    saved = [a.copy() for _, a in first]
+    view = first[2][1][0, 1:3]
+    ids = {id(a) for _, a in first}
+    second = list(net.iter_outputs(2 * x))  # all of `first` still held
+    assert not ids & {id(a) for _, a in second}
+    for (_, a), s in zip(first, saved):
+        np.testing.assert_array_equal(a, s)
+    del first
+    third = list(net.iter_outputs(3 * x))  # the arrays of `first` (but the one `view` keeps) are free again
+    reused = {id(a) for _, a in third} & ids
+    assert 1 <= len(reused) <= 3
+    np.testing.assert_array_equal(view, saved[2][0, 1:3])
+    np.testing.assert_array_equal(third[0][1], list(net.iter_outputs(3 * x))[0][1])
+    net.release()
+    assert not net._plans
+
+
+def test_interleaved_runs_do_not_share_buffers():
+    cfg = ItNetConfig(levels=2, iterations=3, width=8)
+    net = ItNet(cfg, random_tensors(cfg, np.random.default_rng(0)))
+    rng = np.random.default_rng(2)
+    a, b = (rng.normal(size=(1, 3, 26, 35)).astype(F32) for _ in range(2))
+    want_a, want_b = [o.copy() for _, o in net.iter_outputs(a)], [o.copy() for _, o in net.iter_outputs(b)]
+    for (_, oa), (_, ob), wa, wb in zip(net.iter_outputs(a), net.iter_outputs(b), want_a, want_b):
+        np.testing.assert_array_equal(oa, wa)
+        np.testing.assert_array_equal(ob, wb)
+
+
+def test_blas_threads_restored():
+    fns = blas._openblas_thread_fns()
+    if fns is None:
+        pytest.skip("SciPy's OpenBLAS thread setter not found")
+    get, put = fns
+    old = get()
+    put(2)
+    try:
+        with blas.single_threaded_blas():
+            assert get() == 1
+        assert get() == 2
+    finally:
+        put(old)
+
+
+def test_unsupported_graph_falls_back_to_reference(monkeypatch):
+    monkeypatch.setattr(E, "_lower", lambda *a, **k: None)
+    cfg = ItNetConfig(levels=2, iterations=2, width=8)
+    net = ItNet(cfg, random_tensors(cfg, np.random.default_rng(0)))
+    x = np.random.default_rng(1).normal(size=(1, 3, 20, 21)).astype(F32)
+    assert net._plan(net.graph(20, 21)) is None
+    got = list(net.iter_outputs(x))
+    net.fused = False
+    for (_, a), (_, b) in zip(got, net.iter_outputs(x)):
+        np.testing.assert_array_equal(a, b)
