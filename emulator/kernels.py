@@ -17,8 +17,9 @@ the tile-level reference agree to float32 rounding (tested):
     L = 0: no quantisation; bound = +inf: no clip.
     noise: v + z * sqrt(x**2 @ read_var + adc_std**2), or v + z * adc_std without read noise.
 
-Gaussian draws. Normal i of a batch (i = column * M + m: column-major over
-the tile's outputs, ``mvm``'s (M, cols) draw transposed) is
+Gaussian draws. A batch is one tile's MVMs in one layer call (all its M = N*OH*OW
+pixels, however the kernel chunks them). Normal i of a batch (i = column * M + m:
+column-major over the tile's outputs, ``mvm``'s (M, cols) draw transposed) is
 ``normal_from_bits(word(key, i))``:
 
 * ``word(key, i)`` = the top 32 bits of SplitMix64's output for the counter
@@ -40,19 +41,25 @@ and symmetry within 4 sigma/sqrt(n), and equality with ``crossbar.mvm`` fed
 the same draws.
 
 Parallel loops (``prange``) run over an outer independent axis only: rows of
-the unfolded input, columns of a tile, channels of a depthwise layer.
+the unfolded input, columns of a tile, channels of a depthwise layer. The dense
+conv (``conv_dense_tiles_nchw``) calls BLAS sgemm from Numba through numba's own
+helper ``numba_xxgemm`` (SciPy's cython_blas, as numba's ``np.dot``), outside any
+``prange``, so BLAS keeps its own threads. ``noise_adc_accumulate`` and
+``epilogue_nchw`` are the stages the fused epilogue replaces, kept as its
+reference (tested equal).
 """
 
 import functools
 
 import numba
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _SIX = np.float32(6.0)
 _BIN = np.float32(1.0 / 65536.0)
+_BLOCK = 512  # pixels per block of a tile epilogue: its normals stay in L1
 
 
 @functools.lru_cache(maxsize=1)
@@ -231,6 +238,158 @@ def epilogue_nchw(acc, b, residual, has_residual, act, n, oy0, out):
             else:
                 for ox in range(OW):
                     o[ox] = act_value(a[ox] + bias, act)
+
+
+# --- the fused dense conv: one call per layer -------------------------------------------------
+
+_F32P = types.CPointer(types.float32)
+_xxgemm = types.ExternalFunction(  # numba's own BLAS helper (SciPy's cython_blas sgemm), cacheable by name
+    "numba_xxgemm",
+    types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
+               _F32P, _F32P, types.intp, _F32P, types.intp, _F32P, _F32P, types.intp))
+
+
+@numba.njit(cache=True)
+def sgemm_rm(M, N, K, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, alpha_beta):
+    """Row-major ``C = A @ B`` on flat float32 arrays with leading dimensions (BLAS sgemm).
+
+    A (M, K) is a[a_off + i*lda + p], B (K, N) is b[b_off + p*ldb + j], C (M, N) is
+    c[c_off + i*ldc + j]; alpha_beta = (1, 0). Row-major C = A B is column-major C^T = B^T A^T.
+    """
+    _xxgemm(ord("s"), ord("N"), ord("N"), N, M, K, alpha_beta[0:].ctypes, b[b_off:].ctypes, ldb,
+            a[a_off:].ctypes, lda, alpha_beta[1:].ctypes, c[c_off:].ctypes, ldc)
+
+
+@numba.njit(cache=True, parallel=True)
+def square_rows(a, r0, r1, m):
+    """a[r, :m] = a[r, :m]**2 in place for rows r0..r1-1 of the (rows, m) matrix in flat ``a``."""
+    for r in prange(r0, r1):
+        v = a[r * m:(r + 1) * m]
+        for j in range(m):
+            v[j] = v[j] * v[j]
+
+
+@numba.njit(cache=True, parallel=True)
+def tile_epilogue_nchw(y, var, col0, cols, m, ti, tf, key, T, D, TAIL, out_L, b, residual, has_residual, act,
+                       p0, P, o0, OHW, out):
+    """Stages 4-6 of one tile for a chunk of m MVMs, the digital partial sum and, after the
+    tile's last row piece, bias (+ residual) and act, written straight into ``out``.
+
+    For tile column c (layer column co = col0 + c) and chunk pixel j, with the draw
+    z = normal_from_bits(word(key, c*P + p0 + j)) (``mvm``'s (P, cols) draw transposed,
+    P = the layer call's N*OH*OW pixels, p0 = the chunk's first pixel):
+      v = y[co, j] (+ z * sqrt(var[co, j] + adc_var), or + z * adc_std without read noise)
+      v = quantise(v; out_L, out_step, out_bound) * scale
+      s = v (first row piece) or out[..] + v;  out[..] = act(s + b[co] (+ residual)) after the last.
+    ti = (row0, row1, col0, col1, w_off, first, last, flags: 1 read variance, 2 draws normals);
+    tf = (adc_std, adc_var, out_step, out_bound, scale).
+
+    Shapes:
+      y, var: (C_out * m,) as (C_out, m)  out, residual: flat (N*C_out*OH*OW,); out[.., co, pixel j]
+      is out[o0 + co*OHW + j] with o0 = the chunk's offset in channel 0 (residual likewise)
+    """
+    first, last, has_var, has_z = ti[5] != 0, ti[6] != 0, (ti[7] & 1) != 0, (ti[7] & 2) != 0
+    adc_std, adc_var, step, bound, scale = tf[0], tf[1], tf[2], tf[3], tf[4]
+    for c in prange(cols):
+        co = col0 + c
+        o = out[o0 + co * OHW:o0 + co * OHW + m]
+        r = residual[o0 + co * OHW:o0 + co * OHW + m] if has_residual else o
+        z = np.zeros(_BLOCK, np.float32)
+        for j0 in range(0, m, _BLOCK):  # blocks: the normals (table lookups) apart, the arithmetic vectorises
+            j1 = min(j0 + _BLOCK, m)
+            if has_z:
+                draws_into(key, c * P + p0 + j0, T, D, TAIL, z[:j1 - j0])
+            adc_block(y[co * m + j0:co * m + j1], var[co * m + j0:co * m + j1], z, has_var, has_z, adc_std, adc_var,
+                      out_L, step, bound, scale, first, last, b[co], r[j0:j1], has_residual, act, o[j0:j1])
+
+
+@numba.njit(cache=True, inline="always")
+def draws_into(key, i0, T, D, TAIL, z):
+    """z[j] = normal_from_bits(word(key, i0 + j)): a block's normals, apart from the arithmetic."""
+    for j in range(z.shape[0]):
+        z[j] = normal_from_bits(word(key, i0 + j), T, D, TAIL)
+
+
+@numba.njit(cache=True, inline="always")
+def adc_block(y, var, z, has_var, has_z, adc_std, adc_var, L, step, bound, scale, first, last, bias, r,
+              has_residual, act, o):
+    """o = [act(] [o +] quantise(y [+ z * std]) * scale [+ bias (+ r))]: ``tile_epilogue_nchw`` on one block.
+    One simple loop per case (flags tested outside the loops), so each vectorises."""
+    n = o.shape[0]
+    if first:
+        for j in range(n):
+            o[j] = _ZERO
+    if has_var:
+        for j in range(n):
+            o[j] += quantise(y[j] + z[j] * np.sqrt(var[j] + adc_var), L, step, bound) * scale
+    elif has_z:
+        for j in range(n):
+            o[j] += quantise(y[j] + z[j] * adc_std, L, step, bound) * scale
+    else:
+        for j in range(n):
+            o[j] += quantise(y[j], L, step, bound) * scale
+    if last:
+        if has_residual:
+            for j in range(n):
+                o[j] = o[j] + bias + r[j]
+        else:
+            for j in range(n):
+                o[j] = o[j] + bias
+        if act != 0:
+            hi = _SIX if act == 2 else np.float32(np.inf)
+            for j in range(n):
+                o[j] = min(max(o[j], _ZERO), hi)
+
+
+@numba.njit(cache=True, parallel=True)
+def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound, ti, tf, wT, rvT, keys, out_L,
+                          T, D, TAIL, b, residual, has_residual, act, R, col, y, var, out):
+    """A dense conv on its tiles, the whole layer in one call: for every chunk of R output rows,
+    im2col through each row piece's DAC, then per row piece one sgemm per tile (3. matmul),
+    the unfolded rows squared in place and one sgemm per tile for the read-noise variance
+    ``x**2 @ read_var``, and ``tile_epilogue_nchw`` (4-6 and the digital sums) into ``out``.
+
+    Tiles come in plan order (row pieces ascending) with ti, tf as in ``tile_epilogue_nchw``;
+    tile t's w_eff.T (cols, rows) is wT[w_off:], its read_var.T rvT[w_off:] (when flagged).
+    Chunks run one after the other (BLAS may thread each product); the stages inside run
+    in parallel over rows or columns. Results do not depend on R or the thread count.
+
+    Shapes:
+      x: (N, C_in, H, W)  row_step, row_bound: (C_in*KH*KW,)  ti: (tiles, 8) int64  tf: (tiles, 5)
+      keys: (tiles,) uint64  col: (>= rows*R*OW,)  y, var: (>= C_out*R*OW,)  out: (N, C_out, OH, OW)
+    """
+    N, C_out, OH, OW = out.shape
+    rows, nt = row_step.shape[0], ti.shape[0]
+    ab = np.zeros(2, np.float32)
+    ab[0] = 1.0
+    of, rf = out.reshape(out.size), residual.reshape(residual.size)
+    for n in range(N):
+        for oy0 in range(0, OH, R):
+            oy1 = min(oy0 + R, OH)
+            m = (oy1 - oy0) * OW
+            im2col_dac_nchw(x, n, KH, KW, stride, padding, oy0, oy1, in_L, row_step, row_bound,
+                            col[:rows * m].reshape(rows, m), False, col[:1].reshape(1, 1))
+            p0, o0 = (n * OH + oy0) * OW, n * C_out * OH * OW + oy0 * OW
+            t0 = 0
+            while t0 < nt:  # one row piece: its tiles t0..t1-1
+                t1 = t0 + 1
+                while t1 < nt and ti[t1, 0] == ti[t0, 0]:
+                    t1 += 1
+                r0, r1 = ti[t0, 0], ti[t0, 1]
+                sq = False
+                for t in range(t0, t1):
+                    c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
+                    sgemm_rm(cols, m, r1 - r0, wT, ti[t, 4], r1 - r0, col, r0 * m, m, y, c0 * m, m, ab)
+                    sq |= (ti[t, 7] & 1) != 0
+                if sq:
+                    square_rows(col, r0, r1, m)
+                for t in range(t0, t1):
+                    c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
+                    if (ti[t, 7] & 1) != 0:
+                        sgemm_rm(cols, m, r1 - r0, rvT, ti[t, 4], r1 - r0, col, r0 * m, m, var, c0 * m, m, ab)
+                    tile_epilogue_nchw(y, var, c0, cols, m, ti[t], tf[t], keys[t], T, D, TAIL, out_L, b, rf,
+                                       has_residual, act, p0, N * OH * OW, o0, OH * OW, of)
+                t0 = t1
 
 
 @numba.njit(cache=True, parallel=True)
