@@ -254,6 +254,9 @@ _WINO_TILES = 240
 _WINO_MIN_BYTES = 3 << 19
 
 
+_NO_AFFINE = np.zeros(1, np.float32)
+
+
 def _nbands(H: int, rows: int, T: int) -> int:
     """Row bands of about ``rows`` rows over H rows, a multiple of T workers where H allows."""
     nb = max(1, -(-H // max(1, rows)))
@@ -329,6 +332,14 @@ def _lower(graph: Graph, nodes, n: int, shapes: dict, outputs: set, plain: set) 
         tails.add(pn.name)
 
     alias = {nd.name: nd.inputs[0] for nd in nodes if nd.op == "maxpool" and nd.attrs["kernel_size"] == 1}
+    pool_affine = {}  # a max pool read only by a per-channel affine (the stems' BN): one kernel
+    for nd in nodes:
+        if nd.op == "maxpool" and nd.name not in alias:
+            u = only_use(nd.name)
+            if u is not None and u.op == "affine" and u.inputs == (nd.name,):
+                pool_affine[nd.name] = u
+                inner.add(nd.name)
+                tails.add(u.name)
     place, bufs, copies = {}, {}, {}
     for nd in nodes:  # a concat owns its buffer; producers in this block write into their slot
         if nd.op != "concat":
@@ -351,6 +362,10 @@ def _lower(graph: Graph, nodes, n: int, shapes: dict, outputs: set, plain: set) 
     ops = []
     for nd in nodes:
         if nd.name in tails:
+            continue
+        if nd.name in pool_affine:
+            u = pool_affine[nd.name]
+            ops.append(_Op("pool", (nd, u), nd.inputs[0], u.name, k=nd.attrs["kernel_size"]))
             continue
         if nd.name in inner:
             if nd.name in chains:
@@ -382,7 +397,15 @@ def _lower(graph: Graph, nodes, n: int, shapes: dict, outputs: set, plain: set) 
             ops.append(_Op("affine", (nd,), nd.inputs[0], nd.name))
         elif nd.op == "maxpool":
             if nd.name not in alias:
-                ops.append(_Op("pool", (nd,), nd.inputs[0], nd.name, k=nd.attrs["kernel_size"]))
+                # ceil-mode pooling composes exactly: pool_{a*b}(x) = pool_b(pool_a(x)), so a pool
+                # of x already computed here with a kernel dividing k is a 4x (or more) smaller input
+                k, src = nd.attrs["kernel_size"], nd.inputs[0]
+                prev = [m for m in nodes[:nodes.index(nd)] if m.op == "maxpool" and m.inputs == nd.inputs
+                        and m.name not in alias and k % m.attrs["kernel_size"] == 0 and m.name in place]
+                if prev:
+                    m = max(prev, key=lambda m: m.attrs["kernel_size"])
+                    k, src = k // m.attrs["kernel_size"], m.name
+                ops.append(_Op("pool", (nd,), src, nd.name, k=k))
         elif nd.op == "resize":
             (c, hi, wi), (oh, ow) = shape[nd.inputs[0]], nd.attrs["size"]
             tabs = K.bilinear_table(hi, oh, False) + K.bilinear_table(wi, ow, False)
@@ -570,7 +593,11 @@ class _FusedPlan:
                 s, t = params[g.layer_name(nd, n)]
                 P.affine_nchwp(x, cx, s, t, nd.act, out, co)
             elif op.kind == "pool":
-                P.max_pool2d_nchwp(x, cx, nd.shape[0], i["k"], out, co)
+                if len(op.nodes) == 2:  # max pool + the folded BN after it
+                    s, t = params[g.layer_name(op.nodes[1], n)]
+                    P.max_pool2d_nchwp(x, cx, nd.shape[0], i["k"], s, t, op.nodes[1].act, True, out, co)
+                else:
+                    P.max_pool2d_nchwp(x, cx, nd.shape[0], i["k"], _NO_AFFINE, _NO_AFFINE, 0, False, out, co)
             elif op.kind == "resize":
                 P.resize_bilinear_nchwp(x, cx, i["C"], *i["tabs"], out, co, i["pad_out"], ws["rs"], T)
             else:  # copy into a concat slot (borders are zero on both sides)

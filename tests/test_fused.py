@@ -180,9 +180,15 @@ def test_max_pool_padded_is_exact(H, W, k):
     x[0, 1, 0, 0] = np.nan
     want = ops.max_pool2d(x, k)
     out = np.zeros((2, 4, want.shape[2] + 2, want.shape[3] + 2), F32)
-    P.max_pool2d_nchwp(pad(x, 5, 2), 2, 3, k, out, 1)
+    none = np.zeros(1, F32)
+    P.max_pool2d_nchwp(pad(x, 5, 2), 2, 3, k, none, none, 0, False, out, 1)
     np.testing.assert_array_equal(interior(out, 1, 3), want)
     assert np.isnan(out[0, 2, 1, 1])
+    assert_border_zero(out)
+    # with the folded BN + ReLU that follows the stems' pools
+    s, t = rand(rng, 3), rand(rng, 3)
+    P.max_pool2d_nchwp(pad(x, 5, 2), 2, 3, k, s, t, 1, True, out, 1)
+    np.testing.assert_array_equal(interior(out, 1, 3), ops.affine(want, s, t, act=1))
     assert_border_zero(out)
 
 

@@ -259,12 +259,14 @@ def max_row2(src, OW, dst):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def max_pool2d_nchwp(x, cx, C, k, out, co):
+def max_pool2d_nchwp(x, cx, C, k, scale, shift, act, has_affine, out, co):
     """out[n, co+c] = max_pool2d(x[n, cx+c], k, stride k, ceil_mode) on interiors (windows
-    clipped to the image, never to the zero border). NaN propagates.
+    clipped to the image, never to the zero border), then, if has_affine, the folded
+    BatchNorm that follows it: act(out * scale[c] + shift[c]). NaN propagates.
 
     Shapes:
-      x: (N, >= cx+C, H+2, W+2)  out: (N, >= co+C, ceil(H/k)+2, ceil(W/k)+2)
+      x: (N, >= cx+C, H+2, W+2)  scale, shift: (C,) if has_affine
+      out: (N, >= co+C, ceil(H/k)+2, ceil(W/k)+2)
     """
     N, H, W = x.shape[0], x.shape[2] - 2, x.shape[3] - 2
     OH, OW = out.shape[2] - 2, out.shape[3] - 2
@@ -279,6 +281,10 @@ def max_pool2d_nchwp(x, cx, C, k, out, co):
                     max_row2(src, OW, orow)
                 else:
                     max_row(src, k, OW, orow)
+            if has_affine:
+                s, h = scale[c], shift[c]
+                for i in range(OW):
+                    orow[i] = apply_act(orow[i] * s + h, act)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
