@@ -26,6 +26,7 @@ executor; the tests check that both agree.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -242,19 +243,31 @@ class ItNet:
 #: sgemm run length (pixels) aimed at per row band of a stride-1 conv: with ~0.5k
 #: columns the band's A panel, the weights and C stay in L1/L2 (measured: 256-1024 fastest).
 _TAPS_RUN = 512
-#: rows per bottleneck band: the worker's expanded map, C_h x (rows + 2) x (W + 2) floats, stays in L2.
+#: rows per bottleneck band: the worker's expanded map, C_h x (rows + 2) x (W + 2) floats, stays in L2
+#: (6, 8, 10 and 12 rows measured within noise of each other at 90x120; 4 was slower).
 _BRB_ROWS = 8
 #: im2col scratch per worker (float32 elements, 512 KiB).
 _COL_ELEMS = 1 << 17
-#: Winograd F(2x2, 3x3) tiles per band: V (16 x C_in x tiles floats, ~1 MiB at C_in = 75) stays in L2.
-_WINO_TILES = 240
-#: 3x3 stride-1 convs whose padded input exceeds this many bytes use Winograd; smaller inputs
-#: stay in L2 across the 9 tap sgemms, which then measured as fast or faster (2-core Xeon, f = 51:
-#: 90x120x75 in 2.25 ms vs 3.26 ms, 45x60x75 in 0.75 ms vs 0.71 ms, one thread).
-_WINO_MIN_BYTES = 3 << 19
-
+#: Winograd F(2x2, 3x3) tiles per band: V (16 x C_in x tiles floats, ~0.9 MiB at C_in = 75) stays in L2.
+_WINO_TILES = 180
+#: 3x3 stride-1 convs whose padded input has more bytes than this use Winograd, the others one
+#: sgemm per tap. Single-threaded, taps won on maps that fit L2 (45x60x75: 0.71 vs 0.75 ms), but
+#: with both cores busy Winograd was faster on every map of the f = 51 model (whole network
+#: 104 vs 110 ms, 2-core Xeon), so the threshold is 0; raise it to prefer taps on small maps.
+_WINO_MIN_BYTES = 0
 
 _NO_AFFINE = np.zeros(1, np.float32)
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def _exclusive():
+    """A process-wide lock when numba runs on the workqueue layer (no concurrent parallel
+    regions), else a no-op context."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel region has run yet: the layer is not chosen
+        layer = numba.config.THREADING_LAYER
+    return _WORKQUEUE_LOCK if layer == "workqueue" else contextlib.nullcontext()
 
 
 def _nbands(H: int, rows: int, T: int) -> int:
@@ -524,20 +537,25 @@ class _FusedPlan:
             return a
 
     def run(self, x: np.ndarray, last: int):
-        """Yield (n, logits) like ``ItNet.iter_outputs`` (x already prepared)."""
+        """Yield (n, logits) like ``ItNet.iter_outputs`` (x already prepared).
+
+        The kernels release the GIL, so runs in several Python threads overlap; numba's
+        ``workqueue`` threading layer cannot run two parallel regions at once, so under
+        it the compute steps take a process-wide lock.
+        """
         g, cfg = self.graph, self.graph.config
         B, T = x.shape[0], numba.get_num_threads()
         heads = set(cfg.head_iterations)
         w = self._workspace(B, T)
         sc = w["scratch"]
         try:
-            with _blas.single_threaded_blas():
+            with _exclusive(), _blas.single_threaded_blas():
                 w["img"][:, :, 1:-1, 1:-1] = x
                 env = {"image": (w["img"], 0)}
                 self._run(self.data, env, w["data"], 0, sc, T)
                 state = {f"state.{l}": self._get(self.data, env, v) for l, v in enumerate(g.init)}
             for n in range(1, last + 1):
-                with _blas.single_threaded_blas():
+                with _exclusive(), _blas.single_threaded_blas():
                     blk = self.first if n == 1 else self.body
                     env = dict(state)
                     if n == 1:
@@ -599,7 +617,8 @@ class _FusedPlan:
                 else:
                     P.max_pool2d_nchwp(x, cx, nd.shape[0], i["k"], _NO_AFFINE, _NO_AFFINE, 0, False, out, co)
             elif op.kind == "resize":
-                P.resize_bilinear_nchwp(x, cx, i["C"], *i["tabs"], out, co, i["pad_out"], ws["rs"], T)
+                S = P.resize_slices(x.shape[0] * i["C"], len(i["tabs"][0]), T)
+                P.resize_bilinear_nchwp(x, cx, i["C"], *i["tabs"], out, co, i["pad_out"], S, ws["rs"], T)
             else:  # copy into a concat slot (borders are zero on both sides)
                 o = co + i["off"]
                 out[:, o:o + i["C"]] = x[:, cx:cx + i["C"]]

@@ -199,12 +199,13 @@ def test_resize_padded_is_exact(size, pad_out):
     x = rand(rng, 2, 3, 45, 60)
     want = ops.interpolate_bilinear(x, size)
     tabs = K.bilinear_table(45, size[0], False) + K.bilinear_table(60, size[1], False)
-    out = np.zeros((2, 4, size[0] + 2 * pad_out, size[1] + 2 * pad_out), F32)
-    P.resize_bilinear_nchwp(pad(x, 4, 1), 1, 3, *tabs, out, 1, pad_out, np.empty((2, 45 * size[1]), F32), 2)
-    got = out[:, 1:4, pad_out:pad_out + size[0], pad_out:pad_out + size[1]]
-    np.testing.assert_array_equal(got, want)
-    if pad_out:
-        assert_border_zero(out)
+    for S in (1, 2, 5):  # row bands per plane
+        out = np.zeros((2, 4, size[0] + 2 * pad_out, size[1] + 2 * pad_out), F32)
+        P.resize_bilinear_nchwp(pad(x, 4, 1), 1, 3, *tabs, out, 1, pad_out, S, np.empty((2, 45 * size[1]), F32), 2)
+        got = out[:, 1:4, pad_out:pad_out + size[0], pad_out:pad_out + size[1]]
+        np.testing.assert_array_equal(got, want, err_msg=f"S={S}")
+        if pad_out:
+            assert_border_zero(out)
 
 
 def test_affine_padded_is_exact():
@@ -336,3 +337,25 @@ def test_unsupported_graph_falls_back_to_reference(monkeypatch):
     net.fused = False
     for (_, a), (_, b) in zip(got, net.iter_outputs(x)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_runs_in_two_python_threads():
+    import threading
+    cfg = ItNetConfig(levels=2, iterations=3, width=8)
+    net = ItNet(cfg, random_tensors(cfg, np.random.default_rng(0)))
+    xs = [np.random.default_rng(s).normal(size=(1, 3, 26, 35)).astype(F32) for s in (3, 4)]
+    want = [[o.copy() for _, o in net.iter_outputs(x)] for x in xs]
+    got = [None, None]
+
+    def work(i):
+        got[i] = [[o.copy() for _, o in net.iter_outputs(xs[i])] for _ in range(3)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in (0, 1):
+        for run in got[i]:
+            for a, b in zip(run, want[i]):
+                np.testing.assert_array_equal(a, b)

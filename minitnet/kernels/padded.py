@@ -28,6 +28,8 @@ Channel offsets (``cx``, ``co``, ``cr``) address a slice of a larger map, so
 producers write straight into the slot of the concatenation that consumes them.
 ``act``: 0 none, 1 relu, 2 relu6.
 """
+import math
+
 import numba
 import numpy as np
 from numba import prange
@@ -148,16 +150,16 @@ def conv2d_nchwp_im2col(x, cx, w2, KH, KW, stride, padding, b, act, out, co, nb,
 
 
 @numba.njit(cache=True)
-def expand_epilogue(h, ldh, be, y0, R, Hp, Wp):
-    """h[c, r*Wp + j] (padded rows y0..y0+R+1 of the expanded map) = relu6(h + be[c]) inside
-    the image, 0 on the border (the depthwise conv's zero padding).
+def expand_epilogue(h, ldh, be, y0, r0, r1, Hp, Wp):
+    """Rows r0 <= r < r1 of the expanded band (padded row y0 + r): h[c, r*Wp + j] = relu6(h + be[c])
+    inside the image, 0 on the border (the depthwise conv's zero padding).
 
     Shapes:
       h: (>= C_h*ldh,) flat  be: (C_h,)
     """
     for c in range(be.shape[0]):
         bias = be[c]
-        for r in range(R + 2):
+        for r in range(r0, r1):
             row = h[c * ldh + r * Wp:c * ldh + (r + 1) * Wp]  # seek to padded row y0 + r of channel c
             if y0 + r == 0 or y0 + r == Hp - 1:
                 row[:] = _ZERO
@@ -195,12 +197,40 @@ def depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd):
             dc[j] = apply_act(v, 2)
 
 
+@numba.njit(cache=True)
+def expand_band(x, n, we, be, y0, R, carry, h, ldh):
+    """The expanded map of padded rows y0 .. y0+R+1 into h, relu6 and zero border applied.
+    With ``carry`` the first two rows are already in h (the previous band's last two):
+    only R new rows are multiplied.
+
+    Shapes:
+      x: (N, C, H+2, W+2)  we: (C_h, C)  h: (>= C_h*ldh,)
+    """
+    C, Hp, Wp = x.shape[1], x.shape[2], x.shape[3]
+    C_h = we.shape[0]
+    r0 = 2 if carry else 0
+    sgemm_cm((R + 2 - r0) * Wp, C_h, C, x[n].reshape(-1), (y0 + r0) * Wp, Hp * Wp, we.reshape(-1), 0, C, 0.0,
+             h, r0 * Wp, ldh)
+    expand_epilogue(h, ldh, be, y0, r0, R + 2, Hp, Wp)
+
+
+@numba.njit(cache=True)
+def carry_rows(h, ldh, C_h, R, Wp):
+    """Move rows R, R+1 of every channel's band to rows 0, 1 (forward copy: safe when R < 2)."""
+    for c in range(C_h):
+        hc = h[c * ldh:(c + 1) * ldh]
+        for i in range(2 * Wp):
+            hc[i] = hc[R * Wp + i]
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def bottleneck_nchwp(x, we, be, wd, bd, wp, bp, out, nb, hid, dwo, T):
     """Inverted residual, fused per row band: out = x + project(relu6(dw3x3(relu6(expand(x))))).
 
-    The expanded map (R + 2 rows with the halo) and the depthwise output of a band
-    live in the worker's ``hid``/``dwo`` slices (L2-sized) and never reach memory.
+    Worker w takes the contiguous bands [w*nb/T, (w+1)*nb/T) of every image, in order: the
+    expanded map of a band (R + 2 rows with the halo) and its depthwise output live in the
+    worker's ``hid``/``dwo`` slices (L2-sized) and never reach memory, and the two halo rows
+    a band shares with the next are carried over instead of recomputed.
 
     Shapes:
       x: (N, C, H+2, W+2)  we: (C_h, C)  be: (C_h,)  wd: (C_h, 9)  bd: (C_h,)  wp: (C, C_h)  bp: (C,)
@@ -211,19 +241,24 @@ def bottleneck_nchwp(x, we, be, wd, bd, wp, bp, out, nb, hid, dwo, T):
     C_h = we.shape[0]
     plane = Hp * Wp
     ldh, ldd = hid.shape[1] // C_h, dwo.shape[1] // C_h
-    wef, wpf = we.reshape(-1), wp.reshape(-1)
+    wpf = wp.reshape(-1)
     for w in prange(T):
-        for task in range(w, N * nb, T):
-            n = task // nb
-            y0, y1 = band(task % nb, nb, Hp - 2)
-            R = y1 - y0
-            xf, of, h, d = x[n].reshape(-1), out[n].reshape(-1), hid[w], dwo[w]
-            sgemm_cm((R + 2) * Wp, C_h, C, xf, y0 * Wp, plane, wef, 0, C, 0.0, h, 0, ldh)
-            expand_epilogue(h, ldh, be, y0, R, Hp, Wp)
-            M, q0 = R * Wp - 2, (y0 + 1) * Wp + 1
-            depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd)
-            sgemm_cm(M, C, C_h, d, 0, ldd, wpf, 0, C_h, 0.0, of, q0, plane)
-            epilogue_nchwp(out, n, 0, y0, y1, bp, x, 0, True, 0)
+        b0, b1 = band(w, T, nb)
+        h, d = hid[w], dwo[w]
+        for n in range(N):
+            of = out[n].reshape(-1)
+            Rp = 0  # rows of the previous band
+            for i in range(b0, b1):
+                y0, y1 = band(i, nb, Hp - 2)
+                R = y1 - y0
+                if i > b0:
+                    carry_rows(h, ldh, C_h, Rp, Wp)
+                expand_band(x, n, we, be, y0, R, i > b0, h, ldh)
+                M, q0 = R * Wp - 2, (y0 + 1) * Wp + 1
+                depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd)
+                sgemm_cm(M, C, C_h, d, 0, ldd, wpf, 0, C_h, 0.0, of, q0, plane)
+                epilogue_nchwp(out, n, 0, y0, y1, bp, x, 0, True, 0)
+                Rp = R
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -288,29 +323,41 @@ def max_pool2d_nchwp(x, cx, C, k, scale, shift, act, has_affine, out, co):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out, co, pad_out, scratch, T):
+def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out, co, pad_out, S, scratch, T):
     """Separable bilinear resize of padded interiors, torch's arithmetic order:
     h[y, ox] = x[y, ix0]*lx0 + x[y, ix1]*lx1, then out[oy] = h[iy0]*ly0 + h[iy1]*ly1
     (the same float ops, in the same order, as ``upsample_bilinear_nchw``).
 
-    ``pad_out`` 1: out is padded (interior written); 0: out is a plain NCHW map.
+    ``pad_out`` 1: out is padded (interior written); 0: out is a plain NCHW map. Each plane
+    is cut into S bands of output rows (tasks N*C*S, dealt to T workers; a band computes
+    only the source rows it reads, so bands add at most one h row each).
 
     Shapes:
-      x: (N, >= cx+C, H+2, W+2)  iy*, ly*: (OH,)  ix*, lx*: (OW,) (tables of ``bilinear_table``)
-      out: (N, >= co+C, OH + 2*pad_out, OW + 2*pad_out)  scratch: (T, >= H*OW)
+      x: (N, >= cx+C, H+2, W+2)  iy*, ly*: (OH,)  ix*, lx*: (OW,) (tables of ``bilinear_table``,
+      non-decreasing)  out: (N, >= co+C, OH + 2*pad_out, OW + 2*pad_out)  scratch: (T, >= H*OW)
     """
     N, H = x.shape[0], x.shape[2] - 2
     OH, OW = iy0.shape[0], ix0.shape[0]
     for w in prange(T):
-        h = scratch[w, :H * OW].reshape(H, OW)
-        for t in range(w, N * C, T):
-            n, c = t // C, t % C
-            for y in range(H):
-                src, hr = x[n, cx + c, y + 1, 1:], h[y]
+        for t in range(w, N * C * S, T):
+            n, c = t // (C * S), (t // S) % C
+            oy0, oy1 = band(t % S, S, OH)
+            if oy0 == oy1:
+                continue
+            ya, yb = iy0[oy0], iy1[oy1 - 1] + 1  # the source rows this band reads
+            h = scratch[w, :(yb - ya) * OW].reshape(yb - ya, OW)
+            for y in range(ya, yb):
+                src, hr = x[n, cx + c, y + 1, 1:], h[y - ya]
                 for ox in range(OW):
                     hr[ox] = src[ix0[ox]] * lx0[ox] + src[ix1[ox]] * lx1[ox]
-            for oy in range(OH):
-                r0, r1, wy0, wy1 = h[iy0[oy]], h[iy1[oy]], ly0[oy], ly1[oy]
+            for oy in range(oy0, oy1):
+                r0, r1, wy0, wy1 = h[iy0[oy] - ya], h[iy1[oy] - ya], ly0[oy], ly1[oy]
                 orow = out[n, co + c, oy + pad_out, pad_out:pad_out + OW]
                 for ox in range(OW):
                     orow[ox] = r0[ox] * wy0 + r1[ox] * wy1
+
+
+def resize_slices(NC, OH, T):
+    """Row bands per plane for ``resize_bilinear_nchwp``: enough that the NC*S tasks divide evenly
+    among T workers (11 logit planes on 2 workers: 2 bands each, not 6 planes against 5)."""
+    return max(1, min(OH, T // math.gcd(NC, T)))
