@@ -1,8 +1,9 @@
 """Convolutions at the shapes of the paper's CamVid model (f = 51, 480x360 input).
 
 One group per layer, ``conv:<layer>:<C_in>x<H>x<W>-><C_out>``, implementations:
-  minitnet      the engine's fused kernel on padded maps (what ``ItNet`` runs: sgemm per
-                tap, Winograd F(2x2, 3x3) on large maps, band-wise im2col when strided)
+  minitnet      the engine's fused kernel on padded maps (what ``ItNet`` runs: Winograd
+                F(2x2, 3x3) for 3x3 stride 1, band-wise im2col when strided, one sgemm for
+                1x1), BLAS single-threaded inside the numba workers as in the engine
   minitnet_ops  the validated NCHW op ``minitnet.ops.conv2d``
   numpy         naive NumPy: im2col by ``sliding_window_view`` + ``tensordot``
   torch         ``torch.nn.functional.conv2d`` (+ the same epilogue)
@@ -11,10 +12,11 @@ the timed calls. ``extra_info``: threads, GFLOP/s (2 x MACs / median).
 """
 import numpy as np
 import pytest
-from conftest import assert_close, record, run_bench, scaled
+from .benchutil import assert_close, record, run_bench, scaled
 
 import minitnet.engine as E
 from minitnet import ops
+from minitnet.kernels import blas
 from minitnet.kernels import padded as P
 from minitnet.kernels import winograd as WG
 
@@ -71,21 +73,24 @@ def fused_conv(x, w, b, stride, act, res, T):
         M, tmp = np.empty((T, 16 * C_out * tiles), F32), np.empty((T, 4 * (W + 4)), F32)
 
         def run():
-            WG.conv2d_nchwp_winograd(xp, 0, U, b, r, 0, has_res, act, out, 0, nb, tmp, V, M, T)
+            with blas.single_threaded_blas():  # as the engine: BLAS runs inside each worker
+                WG.conv2d_nchwp_winograd(xp, 0, U, b, r, 0, has_res, act, out, 0, nb, tmp, V, M, T)
     elif stride == 1:
         wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(k * k, C_out, C_in)
         offs = np.array([(ky - p) * (W + 2) + (kx - p) for ky in range(k) for kx in range(k)], np.int64)
         nb = E._nbands(H, max(1, E._TAPS_RUN // (W + 2)), T)
 
         def run():
-            P.conv2d_nchwp_taps(xp, 0, wt, offs, b, r, 0, has_res, act, out, 0, nb, T)
+            with blas.single_threaded_blas():
+                P.conv2d_nchwp_taps(xp, 0, wt, offs, b, r, 0, has_res, act, out, 0, nb, T)
     else:
         K = C_in * k * k
         nb = E._nbands(OH, E._COL_ELEMS // (K * (OW + 2)), T)
         col, w2 = np.empty((T, K * -(-OH // nb) * (OW + 2)), F32), w.reshape(C_out, K)
 
         def run():
-            P.conv2d_nchwp_im2col(xp, 0, w2, k, k, stride, p, b, act, out, 0, nb, col, T)
+            with blas.single_threaded_blas():
+                P.conv2d_nchwp_im2col(xp, 0, w2, k, k, stride, p, b, act, out, 0, nb, col, T)
     return run, lambda: out[:, :, 1:-1, 1:-1]
 
 

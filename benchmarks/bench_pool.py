@@ -11,7 +11,7 @@ Results must be bit-exact (checked once outside the timed calls); ``extra_info``
 """
 import numpy as np
 import pytest
-from conftest import record, run_bench, scaled
+from .benchutil import record, run_bench, scaled
 
 from minitnet import ops
 from minitnet.kernels import padded as P

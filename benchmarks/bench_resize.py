@@ -12,7 +12,7 @@ Checked against torch's arithmetic once outside the timed calls (bit-exact for m
 """
 import numpy as np
 import pytest
-from conftest import assert_close, record, run_bench, scaled
+from .benchutil import assert_close, record, run_bench, scaled
 
 from minitnet import kernels as K
 from minitnet import ops

@@ -14,14 +14,23 @@ Two executors run the same IR. The reference one (``_run_block``/``_exec``)
 walks the nodes one by one with the validated ``ops`` on plain NCHW arrays;
 the emulator reuses it. The fused one (``_FusedPlan``, the default) lowers
 each block of the IR once per input size into a list of fused kernel calls on
-padded maps (``minitnet.kernels.padded``): producers write straight into the
-channel slot of the concatenation that consumes them, 3x3 convs are sgemm
-calls per tap without im2col, each bottleneck (expand, depthwise, project) is
-one kernel over row bands that stay in L2, and all kernels split their work
-over ``numba.get_num_threads()`` workers while BLAS runs single-threaded.
-Its buffers are allocated once per call (two alternating sets for the loop)
-and reused by every iteration. ``ItNet.fused = False`` selects the reference
-executor; the tests check that both agree.
+padded maps (``minitnet.kernels.padded``, ``.winograd``):
+
+- producers write straight into the channel slot of the concatenation that
+  consumes them (the mixing and head concats are never copied together);
+- 3x3 stride-1 convs run as Winograd F(2x2, 3x3) (sgemm per tap without
+  im2col is kept for 1x1 convs and as an option), strided ones as band-wise
+  im2col; bias, residual and activation are the kernels' epilogue;
+- each bottleneck (expand, depthwise, project) is one kernel over row bands
+  whose 150-channel map stays in L2; a max pool and the BN after it are one;
+- every kernel splits its work over ``numba.get_num_threads()`` workers,
+  with BLAS single-threaded inside them.
+
+The fused plan's buffers are allocated on the first call (two alternating
+sets for the loop) and reused by every iteration and later call; logits
+arrays are recycled once the caller has dropped them (``ItNet.release()``
+frees both). ``ItNet.fused = False`` selects the reference executor; the
+tests check that both agree (``tests/test_fused.py``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Benchmarks of minitnet (pytest-benchmark); see README.md."""
