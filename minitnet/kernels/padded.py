@@ -216,7 +216,11 @@ def expand_band(x, n, we, be, y0, R, carry, h, ldh):
 
 @numba.njit(cache=True)
 def carry_rows(h, ldh, C_h, R, Wp):
-    """Move rows R, R+1 of every channel's band to rows 0, 1 (forward copy: safe when R < 2)."""
+    """Move rows R, R+1 of every channel's band to rows 0, 1 (forward copy: safe when R < 2).
+
+    Shapes:
+      h: (>= C_h*ldh,) flat, rows of Wp floats
+    """
     for c in range(C_h):
         hc = h[c * ldh:(c + 1) * ldh]
         for i in range(2 * Wp):

@@ -135,7 +135,11 @@ def winograd_output(Mw, n, ty0, ty1, TW, b, res, cr, has_res, act, tmp, out, co)
 
 @numba.njit(cache=True, inline="always")
 def _at_cols(q0, q1, q2, q3, bias, n, orow):
-    """orow[2tx] = q0 + q1 + q2 + bias, orow[2tx+1] = q1 - q2 - q3 + bias for tx < n (A^T .. A, columns)."""
+    """orow[2tx] = q0 + q1 + q2 + bias, orow[2tx+1] = q1 - q2 - q3 + bias for tx < n (A^T .. A, columns).
+
+    Shapes:
+      q0..q3: (>= n,)  orow: (>= 2n,)
+    """
     e, f = orow[0:], orow[1:]
     for tx in range(n):
         c = 2 * tx
