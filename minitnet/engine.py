@@ -445,7 +445,9 @@ class _FusedPlan:
     """The IR of one input size lowered to fused kernel calls (see the module docstring)."""
 
     def __init__(self, net: "ItNet", graph: Graph, data, first, body, head):
-        self.net, self.graph = net, graph
+        # the net's folded parameters and its cache of kernel-layout weights (not the net
+        # itself: no reference cycle, so dropping the net frees the buffers at once)
+        self.params, self.prepared, self.graph = net.params, net._prepared, graph
         self.data, self.first, self.body, self.head = data, first, body, head
         self._scratch_size: dict[int, dict] = {}
         self._idle: dict | None = None  # the buffers of the last finished run, reused by the next
@@ -471,9 +473,9 @@ class _FusedPlan:
     # -- weights in kernel layout ------------------------------------------------------
     def _weights(self, kind: str, lname: str):
         key = (kind, lname)
-        cache = self.net._prepared
+        cache = self.prepared
         if key not in cache:
-            w, b = self.net.params[lname]
+            w, b = self.params[lname]
             co, ci, kh, kw = w.shape
             if kind == "taps":
                 cache[key] = (np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(kh * kw, co, ci), b)
@@ -518,7 +520,8 @@ class _FusedPlan:
         workspace is reused as is; two runs at once (interleaved generators,
         threads) each get their own.
         """
-        ws, self._idle = self._idle, None
+        with self._lock:  # two threads must never take the same buffers
+            ws, self._idle = self._idle, None
         if ws is not None and ws["key"] == (B, T):
             return ws
         g = self.graph
@@ -588,7 +591,7 @@ class _FusedPlan:
 
     def _run(self, blk: _Block, env: dict, arrays: dict, n: int, ws: dict, T: int):
         blk.bind(env, arrays)
-        g, params = self.graph, self.net.params
+        g, params = self.graph, self.params
         for op in blk.ops:
             x, cx = self._get(blk, env, op.src)
             out, co = env[op.dst]
