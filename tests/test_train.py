@@ -91,3 +91,19 @@ def test_eval_log_and_export_runs_in_engine(tiny_data, tmp_path):
     got = [lg for _, lg in net.iter_outputs(x)]
     for a, b in zip(got, ref):
         assert np.max(np.abs(a - b)) <= 1e-4
+
+
+def test_init_from_exported_weights(tiny_data, tmp_path):
+    assert main(_args(tiny_data, tmp_path / "a", "--epochs", "1", "--eval-every", "1")) == 0
+    args = build_parser().parse_args(_args(tiny_data, tmp_path / "b", "--epochs", "1", "--eval-every", "0",
+                                           "--init", str(tmp_path / "a" / "best.h5")))
+    t = Trainer(args)
+    t.init_from(args.init)
+    ref = torch.load(tmp_path / "a" / "best.pt", weights_only=False)["model"]
+    for k, v in t.model.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            assert torch.equal(v, ref[k]), k
+    bad = build_parser().parse_args(_args(tiny_data, tmp_path / "c", "--width", "12", "--init",
+                                          str(tmp_path / "a" / "best.h5")))
+    with pytest.raises(SystemExit, match="differs"):
+        Trainer(bad).init_from(bad.init)

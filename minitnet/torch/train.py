@@ -208,11 +208,32 @@ class Trainer:
                 confs[k] += confusion_matrix(o.argmax(1).numpy(), y, C, void=self.args.void)
         return [mean_iou(c) for c in confs]
 
+    def init_from(self, path):
+        """Start from the weights of a checkpoint (.pt) or a weights file (.h5) of the same config."""
+        path = Path(path)
+        if path.suffix == ".h5":
+            from ..weights import read_hdf5
+
+            wf = read_hdf5(path)
+            cfg, sd = wf.config, {k: torch.from_numpy(v) for k, v in wf.tensors.items()}
+        else:
+            s = torch.load(path, map_location="cpu", weights_only=False)
+            cfg, sd = ItNetConfig.from_dict(s["config"]), s["model"]
+        if cfg != self.cfg:
+            raise SystemExit(f"--init {path}: its configuration {cfg} differs from {self.cfg}")
+        missing, unexpected = self.model.load_state_dict(sd, strict=False)
+        bad = [k for k in missing if not k.endswith("num_batches_tracked")] + list(unexpected)
+        if bad:
+            raise SystemExit(f"--init {path}: tensors do not match: {sorted(bad)[:10]}")
+
     def train(self):
         a = self.args
         if a.resume and (self.out / "last.pt").exists():
             self.load(self.out / "last.pt")
             print(f"resumed from {self.out / 'last.pt'} at epoch {self.epoch}", file=sys.stderr)
+        elif a.init:
+            self.init_from(a.init)
+            print(f"initialised from {a.init}", file=sys.stderr)
         steps_done = 0
         while self.epoch < a.epochs:
             t0 = time.time()
@@ -307,6 +328,8 @@ def build_parser():
     g.add_argument("--train-limit", type=int, default=None, help="train on the first k images only")
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    g.add_argument("--init", default=None, help="start a new run from these weights (.pt checkpoint or .h5), "
+                                                "e.g. a full-resolution fine-tune of a crop-trained model")
     return p
 
 
