@@ -55,6 +55,9 @@ import numba
 import numpy as np
 from numba import prange, types
 
+from minitnet.kernels.conv import valid_range
+from minitnet.kernels.elementwise import apply_act as act_value
+
 _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _SIX = np.float32(6.0)
@@ -124,27 +127,6 @@ def quantise(v, L, step, bound):
         lf = np.float32(L)
         v = min(max(np.rint(v / step), -lf), lf) * step
     return min(max(v, -bound), bound)
-
-
-@numba.njit(cache=True, inline="always")
-def act_value(v, act):
-    """act 0 identity, 1 relu, 2 relu6 (as ``minitnet.kernels.elementwise.apply_act``)."""
-    if act >= 1 and v < _ZERO:
-        return _ZERO
-    if act == 2 and v > _SIX:
-        return _SIX
-    return v
-
-
-@numba.njit(cache=True, inline="always")
-def valid_range(k, padding, stride, n_in, n_out):
-    """Output indices o in [lo, hi) whose input o*stride + k - padding lies in [0, n_in)."""
-    lo = 0
-    if padding > k:
-        lo = (padding - k + stride - 1) // stride
-    hi = (n_in - 1 + padding - k) // stride + 1
-    hi = max(0, min(hi, n_out))
-    return min(lo, hi), hi
 
 
 @numba.njit(cache=True, parallel=True)
