@@ -73,6 +73,11 @@ __all__ = ["ProgrammedLayer", "Chip", "program", "run", "mapping_report", "forma
 #: tile outputs and variances stay in L2 from im2col to the epilogue (measured on the f=51 layers:
 #: 32-64 Ki elements fastest, 1 Mi 10-20 % slower). Results do not depend on it.
 CHUNK_ELEMS = 1 << 15
+#: padded pixels per chunk of a stride-1 dense conv's per-tap products (measured on the f=51
+#: layers at 1 thread: sgemm of 25 x 25 x m runs fastest for m = 600 to 1200).
+TAP_CHUNK_PIXELS = 1024
+#: stride-1 dense convs with a kernel over 1x1 run as per-tap products (``K.conv_dense_taps_nchw``), not im2col + sgemm
+TAPS = True
 _NO_RESIDUAL = np.zeros((1, 1, 1, 1), np.float32)
 _INF = np.float32(np.inf)
 _NO_KEY = np.uint64(0)
@@ -186,6 +191,26 @@ class _DensePack:
     tf: np.ndarray               # (tiles, 5) float32: adc_std, adc_var, out_step, out_bound, scale
     w_flat: np.ndarray           # every tile's wT, concatenated (offset w_off)
     rv_flat: np.ndarray          # every tile's rvT (zeros where a tile has none), same offsets
+    taps: "_TapPack | None" = None  # the per-tap layout of a stride-1 layer (``K.conv_dense_taps_nchw``)
+
+
+@dataclass
+class _TapPack:
+    """A stride-1 dense layer as per-tap products (``K.conv_dense_taps_nchw``).
+
+    The rows (c, ky, kx) of a row piece [row0, row1) that belong to tap k = ky*KW + kx are
+    those of the channels a_k = ceil((row0 - k) / KK) .. b_k = ceil((row1 - k) / KK): one
+    contiguous channel range per tap, so tile t's product is a sum of one sgemm per tap.
+    Each row piece quantises the planes of its channels [row0 // KK, (row1 - 1) // KK] with
+    its own DAC into its own rows of the plane buffer.
+    """
+
+    plane_ch: np.ndarray         # (plane rows,) input channel of each plane-buffer row
+    plane_piece: np.ndarray      # (plane rows,) row piece whose DAC fills it
+    piece_dac: np.ndarray        # (pieces, 2) float32: DAC step, bound of each row piece
+    tt: np.ndarray               # (tiles, KK, 4) int64: a_k, b_k, weight offset, plane row of channel a_k
+    wt: np.ndarray               # tile t, tap k: its weights (cols x (b_k - a_k)) at offset tt[t, k, 2]
+    rvt: np.ndarray              # the read-noise variances, same offsets (zeros where a tile has none)
 
 
 @dataclass
@@ -269,8 +294,41 @@ def _pack(pl: ProgrammedLayer, hw: HardwareConfig, identity_dac: bool = False):
             None if t.read_var is None else np.ascontiguousarray(t.read_var.T),
             t.read_var is not None or a != 0, np.float32(a), np.float32(a) ** 2,
             _step(hw.out_bits, t.out_bound), _bound(t.out_bound), np.float32(t.out_scale), p.row0 != 0))
-    return _DensePack(in_L, row_step, row_bound, out_L, tiles, any(t.rvT is not None for t in tiles),
-                      any(t.has_z for t in tiles), max(t.col1 - t.col0 for t in tiles), *_flatten(tiles))
+    pk = _DensePack(in_L, row_step, row_bound, out_L, tiles, any(t.rvT is not None for t in tiles),
+                    any(t.has_z for t in tiles), max(t.col1 - t.col0 for t in tiles), *_flatten(tiles))
+    if pl.layer.stride == 1 and pl.layer.kernel_size != (1, 1):  # a 1x1 im2col is just the DAC: no gain
+        pk.taps = _tap_pack(pk, pl.layer.kernel_size[0] * pl.layer.kernel_size[1])
+    return pk
+
+
+def _tap_pack(pk: _DensePack, KK: int) -> _TapPack:
+    """The per-tap layout of a stride-1 layer's tiles (see ``_TapPack``), KK = KH*KW taps."""
+    starts = sorted({t.row0 for t in pk.tiles})
+    piece_of = {r0: i for i, r0 in enumerate(starts)}
+    plane_ch, plane_piece, first_row = [], [], {}
+    piece_dac = np.zeros((len(starts), 2), np.float32)
+    for t in pk.tiles:
+        i = piece_of[t.row0]
+        if t.row0 in first_row:
+            continue
+        cA, cB = t.row0 // KK, (t.row1 - 1) // KK + 1
+        first_row[t.row0] = len(plane_ch) - cA  # plane row of channel c: first_row + c
+        plane_ch += range(cA, cB)
+        plane_piece += [i] * (cB - cA)
+        piece_dac[i] = pk.row_step[t.row0], pk.row_bound[t.row0]
+    tt = np.zeros((len(pk.tiles), KK, 4), np.int64)
+    ws, rvs, off = [], [], 0
+    for j, t in enumerate(pk.tiles):
+        for k in range(KK):
+            a, b = -((k - t.row0) // KK), -((k - t.row1) // KK)  # ceil((row0 - k) / KK), ceil((row1 - k) / KK)
+            rows = np.arange(a, b) * KK + k - t.row0            # this tap's rows inside the tile
+            ws.append(np.ascontiguousarray(t.wT[:, rows]).ravel())
+            rvs.append(np.ascontiguousarray(t.rvT[:, rows]).ravel() if t.rvT is not None
+                       else np.zeros(t.wT.shape[0] * rows.size, np.float32))
+            tt[j, k] = a, b, off, first_row[t.row0] + a
+            off += ws[-1].size
+    return _TapPack(np.array(plane_ch, np.int64), np.array(plane_piece, np.int64), piece_dac, tt,
+                    np.concatenate(ws), np.concatenate(rvs))
 
 
 def _flatten(tiles: list) -> tuple:
@@ -330,6 +388,8 @@ def _conv_dense(pl: ProgrammedLayer, pk: _DensePack, x, residual, act, rng) -> n
     OH, OW = _out_size(lay, x)
     N, C_out = x.shape[0], lay.out_channels
     out = np.empty((N, C_out, OH, OW), np.float32)
+    if pk.taps is not None and TAPS:
+        return _conv_dense_taps(pl, pk, x, residual, act, rng, out)
     R = _chunk_rows(pk, OH, OW)
     M = R * OW
     col = np.empty(pk.row_step.shape[0] * M, np.float32)
@@ -339,8 +399,34 @@ def _conv_dense(pl: ProgrammedLayer, pk: _DensePack, x, residual, act, rng) -> n
     has_res = residual is not None
     kh, kw = lay.kernel_size
     K.conv_dense_tiles_nchw(x, kh, kw, lay.stride, lay.padding, pk.in_L, pk.row_step, pk.row_bound, pk.ti, pk.tf,
-                            pk.w_flat, pk.rv_flat, keys, pk.out_L, *K.normal_tables(), pl.bias,
+                            pk.w_flat, pk.rv_flat, keys, pk.out_L, pl.bias,
                             residual if has_res else _NO_RESIDUAL, has_res, act, R, col, y, var, out)
+    return out
+
+
+def _tap_chunk_rows(Wp: int, OH: int) -> int:
+    """Output rows per chunk of the per-tap products: about TAP_CHUNK_PIXELS padded pixels."""
+    return max(1, min(OH, TAP_CHUNK_PIXELS // Wp))
+
+
+def _conv_dense_taps(pl: ProgrammedLayer, pk: _DensePack, x, residual, act, rng, out) -> np.ndarray:
+    lay, tp = pl.layer, pk.taps
+    kh, kw = lay.kernel_size
+    N, H, W = x.shape[0], x.shape[2], x.shape[3]
+    OH = out.shape[2]
+    Hp, Wp = H + 2 * lay.padding, W + 2 * lay.padding
+    S = Hp * Wp + kw - 1  # the last tap's reads run kw - 1 past the padded plane (discarded columns)
+    planes = np.empty((tp.plane_ch.shape[0], S), np.float32)
+    sq = np.empty_like(planes) if pk.has_var else planes[:1, :1]
+    R = _tap_chunk_rows(Wp, OH)
+    y = np.empty(lay.out_channels * R * Wp, np.float32)
+    var = np.empty_like(y) if pk.has_var else y
+    keys = np.array([draw_key(rng) if t.has_z else _NO_KEY for t in pk.tiles], np.uint64)  # plan order
+    has_res = residual is not None
+    K.conv_dense_taps_nchw(x, kh, kw, lay.padding, pk.in_L, tp.plane_ch, tp.plane_piece, tp.piece_dac, pk.ti,
+                           tp.tt, pk.tf, tp.wt, tp.rvt, keys, pk.out_L, pl.bias,
+                           residual if has_res else _NO_RESIDUAL, has_res, act, R, pk.has_var, planes, sq, y, var,
+                           out)
     return out
 
 
@@ -358,10 +444,8 @@ def _conv_depthwise(pl: ProgrammedLayer, pk: _DepthwisePack, x, residual, act, r
             kbase[c0:c1] = np.arange(c1 - c0) * P
     has_res = residual is not None
     kh, kw = lay.kernel_size
-    xq = np.empty_like(x)
-    K.dac_planes_nchw(x, pk.in_L, pk.in_step, pk.in_bound, xq)
-    T, D, TAIL = K.normal_tables()
-    K.depthwise_tiles_nchw(xq, pk.w, pk.rv, pk.has_var, keys, kbase, pk.has_z, T, D, TAIL, pk.adc_std,
+    K.depthwise_tiles_nchw(x, pk.in_L, pk.in_step, pk.in_bound, pk.w, pk.rv, pk.has_var, keys, kbase, pk.has_z,
+                           pk.adc_std,
                            pk.adc_var, pk.out_L, pk.out_step, pk.out_bound, pk.scale, pl.bias,
                            residual if has_res else _NO_RESIDUAL, has_res, act, kh, kw, lay.stride, lay.padding,
                            out)
@@ -545,12 +629,11 @@ class Chip:
             # stride 1: every input pixel is read by some tap, so the plane's max is the taps' max;
             # the outputs come from the run kernel without noise, ADC, bias or act
             mi = np.abs(x).max(axis=(0, 2, 3))
-            xq = np.empty_like(x)
-            K.dac_planes_nchw(x, pk.in_L, pk.in_step, pk.in_bound, xq)
             y = np.empty((x.shape[0], C, OH, OW), np.float32)
             ones, zeros = np.ones(C, np.float32), np.zeros(C, np.float32)
-            K.depthwise_tiles_nchw(xq, pk.w, pk.rv, False, np.zeros(C, np.uint64), np.zeros(C, np.int64), False,
-                                   *K.normal_tables(), zeros, zeros, 0, ones, np.full(C, _INF), ones, zeros,
+            K.depthwise_tiles_nchw(x, pk.in_L, pk.in_step, pk.in_bound, pk.w, pk.rv, False, np.zeros(C, np.uint64),
+                                   np.zeros(C, np.int64), False,
+                                   zeros, zeros, 0, ones, np.full(C, _INF), ones, zeros,
                                    _NO_RESIDUAL, False, 0, kh, kw, 1, pl.layer.padding, y)
             return mi, np.abs(y).max(axis=(0, 2, 3))
         mi, mo = np.zeros(C, np.float32), np.zeros(C, np.float32)
