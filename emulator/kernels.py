@@ -488,8 +488,9 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
     and the drift scale of c's tile; then digitally + b[c] (+ residual) and act. The normal
     of pixel p = (n*OH + oy)*OW + ox is draw kbase[c] + p of its tile's batch ``keys[c]``:
     kbase[c] = (c - c0) * N*OH*OW for a tile of channels c0.. (``mvm``'s (P, channels)
-    draw, transposed). Each plane is quantised into a zero-padded buffer of its thread
-    (and squared, for the variance), so every tap's row loop has the same length.
+    draw, transposed). Each plane is quantised into a zero-padded buffer of its thread,
+    so every tap's row loop has the same length; a 3x3 stride-1 layer sums its 9 taps (and
+    the variance's) in one loop per output row, in registers, in the general loop's order.
 
     Shapes:
       x: (N, C, H, W)  w, rv: (C, KH*KW)  keys: (C,) uint64  kbase: (C,) int64  per-channel params: (C,)
@@ -503,23 +504,40 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
         av_c, sd_c, s_out, b_out, sc, bias = adc_var[c], adc_std[c], out_step[c], out_bound[c], scale[c], b[c]
         s_in, b_in = in_step[c], in_bound[c]
         key_c = keys[c]
+        taps3 = KH == 3 and KW == 3 and stride == 1  # one loop per row for all 9 taps (the usual case)
         qp = np.zeros((Hp, Wp), np.float32)  # the DAC outputs, zero-padded
-        qq = np.zeros((Hp, Wp) if has_var else (1, 1), np.float32)
+        qq = np.zeros((Hp, Wp) if has_var and not taps3 else (1, 1), np.float32)
         for iy in range(H):
             src, dst = x[n, c, iy], qp[iy + padding, padding:padding + W]
             for ix in range(W):
                 dst[ix] = quantise(src[ix], in_L, s_in, b_in)
-            if has_var:
+            if has_var and not taps3:
                 d2 = qq[iy + padding, padding:padding + W]
                 for ix in range(W):
                     d2[ix] = dst[ix] * dst[ix]
         vrow = np.empty(OW, np.float32)
         zrow = np.empty(OW, np.float32)
+        w9, r9 = np.zeros(9, np.float32), np.zeros(9, np.float32)
+        if taps3:
+            w9[:], r9[:] = w[c], rv[c]
+        w0, w1, w2, w3, w4, w5, w6, w7, w8 = w9[0], w9[1], w9[2], w9[3], w9[4], w9[5], w9[6], w9[7], w9[8]
+        r0, r1, r2, r3, r4, r5, r6, r7, r8 = r9[0], r9[1], r9[2], r9[3], r9[4], r9[5], r9[6], r9[7], r9[8]
         for oy in range(OH):
             arow = out[n, c, oy]  # seek to out[n, c, oy, :]: accumulate the dot here
-            arow[:] = _ZERO
-            vrow[:] = _ZERO
-            for ky in range(KH):
+            if taps3:  # the sums of the general loop below, in its order (taps row by row), in registers
+                p0, p1, p2 = qp[oy], qp[oy + 1], qp[oy + 2]
+                for i in range(OW):
+                    arow[i] = (p0[i] * w0 + p0[i + 1] * w1 + p0[i + 2] * w2 + p1[i] * w3 + p1[i + 1] * w4
+                               + p1[i + 2] * w5 + p2[i] * w6 + p2[i + 1] * w7 + p2[i + 2] * w8)
+                if has_var:
+                    for i in range(OW):
+                        vrow[i] = (p0[i] * p0[i] * r0 + p0[i + 1] * p0[i + 1] * r1 + p0[i + 2] * p0[i + 2] * r2
+                                   + p1[i] * p1[i] * r3 + p1[i + 1] * p1[i + 1] * r4 + p1[i + 2] * p1[i + 2] * r5
+                                   + p2[i] * p2[i] * r6 + p2[i + 1] * p2[i + 1] * r7 + p2[i + 2] * p2[i + 2] * r8)
+            else:
+                arow[:] = _ZERO
+                vrow[:] = _ZERO
+            for ky in range(0 if taps3 else KH):
                 src_row, sq_row = qp[oy * stride + ky], qq[oy * stride + ky if has_var else 0]
                 for kx in range(KW):
                     wk, rk = w[c, ky * KW + kx], rv[c, ky * KW + kx]

@@ -167,6 +167,47 @@ def test_depthwise_layer_equals_block_diagonal_tile_mvm(monkeypatch):
     assert diff.max() <= step + 1e-5, f"max |chip - block-diagonal mvm| = {diff.max():.3g} > ADC step {step:.3g}"
 
 
+@pytest.mark.parametrize("k,stride,padding", [(3, 1, 1), (3, 2, 1), (5, 1, 2), (1, 1, 0)])
+def test_depthwise_kernel_shapes_against_numpy(k, stride, padding):
+    # the 3x3 stride-1 fast path and the general tap loop: DAC, taps, read-noise variance (through
+    # the ADC-input noise being off and the variance feeding a fixed z: checked as the noisy output
+    # with z recovered from the same draws), ADC, bias, act -- against a NumPy loop over taps
+    g = rng(21)
+    N, C, H, W = 2, 5, 9, 11
+    x = g.normal(0, 1, (N, C, H, W)).astype(np.float32)
+    w = g.normal(0, 0.5, (C, k * k)).astype(np.float32)
+    rv = g.uniform(0.01, 0.05, (C, k * k)).astype(np.float32)
+    OH, OW = (H + 2 * padding - k) // stride + 1, (W + 2 * padding - k) // stride + 1
+    in_step, in_bound = np.full(C, 0.02, np.float32), np.full(C, 2.0, np.float32)
+    out_step, out_bound = np.full(C, 0.05, np.float32), np.full(C, 4.0, np.float32)
+    scale, b = np.full(C, 1.5, np.float32), g.normal(0, 1, C).astype(np.float32)
+    keys = np.arange(1, C + 1, dtype=np.uint64) * np.uint64(977)
+    kbase = np.zeros(C, np.int64)
+    zeros = np.zeros(C, np.float32)
+    got = np.empty((N, C, OH, OW), np.float32)
+    K.depthwise_tiles_nchw(x, 127, in_step, in_bound, w, rv, True, keys, kbase, True, zeros, zeros, 127, out_step,
+                           out_bound, scale, b, np.zeros((1, 1, 1, 1), np.float32), False, 2, k, k, stride, padding,
+                           got)
+    xq = np.clip(np.clip(np.rint(x / 0.02), -127, 127) * np.float32(0.02), -2, 2).astype(np.float32)
+    xp = np.pad(xq, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    a = np.zeros((N, C, OH, OW), np.float64)
+    v = np.zeros((N, C, OH, OW), np.float64)
+    for ky in range(k):
+        for kx in range(k):
+            patch = xp[:, :, ky:ky + stride * OH:stride, kx:kx + stride * OW:stride].astype(np.float64)
+            a += patch * w[None, :, ky * k + kx, None, None]
+            v += patch ** 2 * rv[None, :, ky * k + kx, None, None]
+    z = np.empty((C, N * OH * OW), np.float32)
+    for c in range(C):
+        K.normals_from_key(keys[c], z[c])
+    a += z.reshape(C, N, OH, OW).transpose(1, 0, 2, 3) * np.sqrt(v)
+    ref = np.clip(np.clip(np.rint(a / 0.05), -127, 127) * 0.05, -4, 4) * 1.5 + b[None, :, None, None]
+    ref = np.clip(ref, 0, 6)
+    diff = np.abs(got - ref)
+    # float32 vs float64 sums: a rare value may land on the other side of an ADC level (0.05 * 1.5)
+    assert np.mean(diff > 1e-4) <= 0.01 and diff.max() <= 0.075 + 1e-4, f"k={k} stride={stride}: {diff.max():.3g}"
+
+
 def _unfused_dense(chip, name, x, rng, act, residual):
     """The dense pipeline stage by stage, one chunk of all pixels: im2col + DAC, np.dot per tile
     (and for x**2 @ read_var), ``noise_adc_accumulate`` per tile, then ``epilogue_nchw``."""
