@@ -51,9 +51,13 @@ unfolds chunks of output rows (im2col through the DAC) for one sgemm per tile, a
 ``conv_dense_taps_nchw`` (stride 1, kernels over 1x1: no 9x unfolded copy) quantises
 zero-padded input planes once per row piece and sums one sgemm per tap. Parallel
 loops (``prange``) run over an outer independent axis only: rows of the unfolded
-input, plane rows, columns of a tile, channels of a depthwise layer. The sgemm
-calls go from Numba through numba's own helper ``numba_xxgemm`` (SciPy's
-cython_blas, as numba's ``np.dot``), outside any ``prange``, so BLAS keeps its own threads. ``noise_adc_accumulate`` and
+input, plane rows, chunks of output rows of a dense layer (each worker unfolds,
+multiplies and writes its own rows), planes of a depthwise layer. The sgemm calls
+are the engine's ``minitnet.kernels.blas.sgemm_cm`` (numba's helper for SciPy's
+cython_blas), made from the workers: BLAS must run single-threaded meanwhile
+(``mapping`` wraps every layer call in ``blas.single_threaded_blas``; a
+multi-threaded OpenBLAS spinning next to numba's workers on 2 cores measured ~100x
+slower). ``noise_adc_accumulate`` and
 ``epilogue_nchw`` are the stages the fused epilogue replaces, kept as its
 reference (tested equal).
 """
@@ -64,6 +68,7 @@ from llvmlite import ir as llvm_ir
 from numba import prange, types
 from numba.extending import intrinsic
 
+from minitnet.kernels.blas import sgemm_cm
 from minitnet.kernels.conv import valid_range
 from minitnet.kernels.elementwise import apply_act as act_value
 
@@ -235,32 +240,38 @@ def im2col_dac_nchw(x, n, KH, KW, stride, padding, oy0, oy1, L, step, bound, col
     Shapes:
       x: (N, C_in, H, W)  step, bound: (C_in*KH*KW,)  col, sq: (C_in*KH*KW, (oy1 - oy0)*OW)
     """
+    for r in prange(col.shape[0]):
+        im2col_row(x, n, KH, KW, stride, padding, oy0, oy1, L, step, bound, col, r)
+        if with_square:
+            q, d = sq[r], col[r]
+            for j in range(q.shape[0]):
+                q[j] = d[j] * d[j]
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def im2col_row(x, n, KH, KW, stride, padding, oy0, oy1, L, step, bound, col, r):
+    """Row r of ``im2col_dac_nchw``'s col (no square)."""
     H, W = x.shape[2], x.shape[3]
     OW = col.shape[1] // (oy1 - oy0)
-    for r in prange(col.shape[0]):
-        ci, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
-        s, bnd = step[r], bound[r]
-        ox0, ox1 = valid_range(kx, padding, stride, W, OW)
-        for oy in range(oy0, oy1):
-            dst = col[r, (oy - oy0) * OW:(oy - oy0 + 1) * OW]  # seek to col[r, oy - oy0, :]
-            iy = oy * stride + ky - padding
-            if iy < 0 or iy >= H:
-                dst[:] = _ZERO
+    ci, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
+    s, bnd = step[r], bound[r]
+    ox0, ox1 = valid_range(kx, padding, stride, W, OW)
+    for oy in range(oy0, oy1):
+        dst = col[r, (oy - oy0) * OW:(oy - oy0 + 1) * OW]  # seek to col[r, oy - oy0, :]
+        iy = oy * stride + ky - padding
+        if iy < 0 or iy >= H:
+            dst[:] = _ZERO
+        else:
+            dst[:ox0] = _ZERO
+            dst[ox1:] = _ZERO
+            d = dst[ox0:ox1]
+            src = x[n, ci, iy, ox0 * stride + kx - padding:]  # 0-based loops: no wraparound checks
+            if stride == 1:
+                for i in range(d.shape[0]):
+                    d[i] = quantise(src[i], L, s, bnd)
             else:
-                dst[:ox0] = _ZERO
-                dst[ox1:] = _ZERO
-                d = dst[ox0:ox1]
-                src = x[n, ci, iy, ox0 * stride + kx - padding:]  # 0-based loops: no wraparound checks
-                if stride == 1:
-                    for i in range(d.shape[0]):
-                        d[i] = quantise(src[i], L, s, bnd)
-                else:
-                    for i in range(d.shape[0]):
-                        d[i] = quantise(src[i * stride], L, s, bnd)
-            if with_square:
-                q = sq[r, (oy - oy0) * OW:(oy - oy0 + 1) * OW]
-                for ox in range(OW):
-                    q[ox] = dst[ox] * dst[ox]
+                for i in range(d.shape[0]):
+                    d[i] = quantise(src[i * stride], L, s, bnd)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -318,34 +329,24 @@ def epilogue_nchw(acc, b, residual, has_residual, act, n, oy0, out):
 
 # --- the fused dense conv: one call per layer -------------------------------------------------
 
-_F32P = types.CPointer(types.float32)
-_xxgemm = types.ExternalFunction(  # numba's own BLAS helper (SciPy's cython_blas sgemm), cacheable by name
-    "numba_xxgemm",
-    types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
-               _F32P, _F32P, types.intp, _F32P, types.intp, _F32P, _F32P, types.intp))
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def sgemm_rm(M, N, K, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, beta):
+    """Row-major ``C = A @ B + beta*C`` on flat float32 arrays with leading dimensions (BLAS sgemm):
+    A (M, K) is a[a_off + i*lda + p], B (K, N) is b[b_off + p*ldb + j], C (M, N) is
+    c[c_off + i*ldc + j]. Row-major C = A B is column-major C^T = B^T A^T: the engine's ``sgemm_cm``."""
+    sgemm_cm(N, M, K, b, b_off, ldb, a, a_off, lda, beta, c, c_off, ldc)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def sgemm_rm(M, N, K, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, alpha_beta):
-    """Row-major ``C = A @ B`` on flat float32 arrays with leading dimensions (BLAS sgemm).
-
-    A (M, K) is a[a_off + i*lda + p], B (K, N) is b[b_off + p*ldb + j], C (M, N) is
-    c[c_off + i*ldc + j]; alpha_beta = (1, 0). Row-major C = A B is column-major C^T = B^T A^T.
-    """
-    _xxgemm(ord("s"), ord("N"), ord("N"), N, M, K, alpha_beta[0:].ctypes, b[b_off:].ctypes, ldb,
-            a[a_off:].ctypes, lda, alpha_beta[1:].ctypes, c[c_off:].ctypes, ldc)
-
-
-@numba.njit(cache=True, error_model="numpy", parallel=True)
 def square_rows(a, r0, r1, m):
     """a[r, :m] = a[r, :m]**2 in place for rows r0..r1-1 of the (rows, m) matrix in flat ``a``."""
-    for r in prange(r0, r1):
+    for r in range(r0, r1):
         v = a[r * m:(r + 1) * m]
         for j in range(m):
             v[j] = v[j] * v[j]
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
+@numba.njit(cache=True, error_model="numpy")
 def tile_epilogue_nchw(y, var, col0, cols, m, ti, tf, key, out_L, b, residual, has_residual, act,
                        p0, P, o0, OHW, out):
     """Stages 4-6 of one tile for a chunk of m MVMs, the digital partial sum and, after the
@@ -366,11 +367,11 @@ def tile_epilogue_nchw(y, var, col0, cols, m, ti, tf, key, out_L, b, residual, h
     """
     first, last, has_var, has_z = ti[5] != 0, ti[6] != 0, (ti[7] & 1) != 0, (ti[7] & 2) != 0
     adc_std, adc_var, step, bound, scale = tf[0], tf[1], tf[2], tf[3], tf[4]
-    for c in prange(cols):
+    z = np.empty(_BLOCK, np.float32)
+    for c in range(cols):  # serial: a chunk's worker runs it (chunks are the parallel axis)
         co = col0 + c
         o = out[o0 + co * OHW:o0 + co * OHW + m]
         r = residual[o0 + co * OHW:o0 + co * OHW + m] if has_residual else o
-        z = np.zeros(_BLOCK, np.float32)
         for j0 in range(0, m, _BLOCK):  # blocks: the normals (table lookups) apart, the arithmetic vectorises
             j1 = min(j0 + _BLOCK, m)
             if has_z:
@@ -427,7 +428,7 @@ def adc_block(y, var, z, has_var, has_z, adc_std, adc_var, L, step, bound, scale
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound, ti, tf, wT, rvT, keys, out_L,
-                          b, residual, has_residual, act, R, col, y, var, out):
+                          b, residual, has_residual, act, R, out):
     """A dense conv on its tiles, the whole layer in one call: for every chunk of R output rows,
     im2col through each row piece's DAC, then per row piece one sgemm per tile (3. matmul),
     the unfolded rows squared in place and one sgemm per tile for the read-noise variance
@@ -435,45 +436,49 @@ def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound,
 
     Tiles come in plan order (row pieces ascending) with ti, tf as in ``tile_epilogue_nchw``;
     tile t's w_eff.T (cols, rows) is wT[w_off:], its read_var.T rvT[w_off:] (when flagged).
-    Chunks run one after the other (BLAS may thread each product); the stages inside run
-    in parallel over rows or columns. Results do not depend on R or the thread count.
+    Chunks are the parallel axis: each worker unfolds its chunk, multiplies (BLAS must be
+    single-threaded meanwhile) and writes its output rows. Results do not depend on R or
+    the thread count (the draws are indexed by pixel, the sums are per chunk).
 
     Shapes:
       x: (N, C_in, H, W)  row_step, row_bound: (C_in*KH*KW,)  ti: (tiles, 8) int64  tf: (tiles, 5)
-      keys: (tiles,) uint64  col: (>= rows*R*OW,)  y, var: (>= C_out*R*OW,)  out: (N, C_out, OH, OW)
+      keys: (tiles,) uint64  out: (N, C_out, OH, OW)
     """
     N, C_out, OH, OW = out.shape
     rows, nt = row_step.shape[0], ti.shape[0]
-    ab = np.zeros(2, np.float32)
-    ab[0] = 1.0
+    nch = (OH + R - 1) // R
     of, rf = out.reshape(out.size), residual.reshape(residual.size)
-    for n in range(N):
-        for oy0 in range(0, OH, R):
-            oy1 = min(oy0 + R, OH)
-            m = (oy1 - oy0) * OW
-            im2col_dac_nchw(x, n, KH, KW, stride, padding, oy0, oy1, in_L, row_step, row_bound,
-                            col[:rows * m].reshape(rows, m), False, col[:1].reshape(1, 1))
-            p0, o0 = (n * OH + oy0) * OW, n * C_out * OH * OW + oy0 * OW
-            t0 = 0
-            while t0 < nt:  # one row piece: its tiles t0..t1-1
-                t1 = t0 + 1
-                while t1 < nt and ti[t1, 0] == ti[t0, 0]:
-                    t1 += 1
-                r0, r1 = ti[t0, 0], ti[t0, 1]
-                sq = False
-                for t in range(t0, t1):
-                    c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
-                    sgemm_rm(cols, m, r1 - r0, wT, ti[t, 4], r1 - r0, col, r0 * m, m, y, c0 * m, m, ab)
-                    sq |= (ti[t, 7] & 1) != 0
-                if sq:
-                    square_rows(col, r0, r1, m)
-                for t in range(t0, t1):
-                    c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
-                    if (ti[t, 7] & 1) != 0:
-                        sgemm_rm(cols, m, r1 - r0, rvT, ti[t, 4], r1 - r0, col, r0 * m, m, var, c0 * m, m, ab)
-                    tile_epilogue_nchw(y, var, c0, cols, m, ti[t], tf[t], keys[t], out_L, b, rf,
-                                       has_residual, act, p0, N * OH * OW, o0, OH * OW, of)
-                t0 = t1
+    for job in prange(N * nch):
+        n, oy0 = job // nch, (job % nch) * R
+        oy1 = min(oy0 + R, OH)
+        m = (oy1 - oy0) * OW
+        col = np.empty((rows, m), np.float32)
+        y = np.empty(C_out * m, np.float32)
+        var = np.empty(C_out * m, np.float32)
+        for r in range(rows):
+            im2col_row(x, n, KH, KW, stride, padding, oy0, oy1, in_L, row_step, row_bound, col, r)
+        cf = col.reshape(rows * m)
+        p0, o0 = (n * OH + oy0) * OW, n * C_out * OH * OW + oy0 * OW
+        t0 = 0
+        while t0 < nt:  # one row piece: its tiles t0..t1-1
+            t1 = t0 + 1
+            while t1 < nt and ti[t1, 0] == ti[t0, 0]:
+                t1 += 1
+            r0, r1 = ti[t0, 0], ti[t0, 1]
+            sq = False
+            for t in range(t0, t1):
+                c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
+                sgemm_rm(cols, m, r1 - r0, wT, ti[t, 4], r1 - r0, cf, r0 * m, m, y, c0 * m, m, 0.0)
+                sq |= (ti[t, 7] & 1) != 0
+            if sq:
+                square_rows(cf, r0, r1, m)
+            for t in range(t0, t1):
+                c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
+                if (ti[t, 7] & 1) != 0:
+                    sgemm_rm(cols, m, r1 - r0, rvT, ti[t, 4], r1 - r0, cf, r0 * m, m, var, c0 * m, m, 0.0)
+                tile_epilogue_nchw(y, var, c0, cols, m, ti[t], tf[t], keys[t], out_L, b, rf,
+                                   has_residual, act, p0, N * OH * OW, o0, OH * OW, of)
+            t0 = t1
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -645,7 +650,7 @@ def dac_pad_planes(x, n, padding, in_L, plane_ch, plane_piece, piece_dac, with_s
                 q[i] = dst[i] * dst[i]
 
 
-@numba.njit(cache=True, error_model="numpy", parallel=True)
+@numba.njit(cache=True, error_model="numpy")
 def tap_epilogue_nchw(y, var, col0, cols, m, Wp, OW, rr, ti, tf, key, out_L, b, residual, has_residual,
                       act, p0, P, o0, OHW, out):
     """``tile_epilogue_nchw`` for the per-tap products, whose chunk has rr output rows of Wp
@@ -656,9 +661,9 @@ def tap_epilogue_nchw(y, var, col0, cols, m, Wp, OW, rr, ti, tf, key, out_L, b, 
     """
     first, last, has_var, has_z = ti[5] != 0, ti[6] != 0, (ti[7] & 1) != 0, (ti[7] & 2) != 0
     adc_std, adc_var, step, bound, scale = tf[0], tf[1], tf[2], tf[3], tf[4]
-    for c in prange(cols):
+    z = np.empty(_BLOCK, np.float32)
+    for c in range(cols):  # serial: a chunk's worker runs it (chunks are the parallel axis)
         co = col0 + c
-        z = np.zeros(_BLOCK, np.float32)
         for j in range(rr):
             yo, oo = co * m + j * Wp, o0 + co * OHW + j * OW
             o = out[oo:oo + OW]
@@ -673,7 +678,7 @@ def tap_epilogue_nchw(y, var, col0, cols, m, Wp, OW, rr, ti, tf, key, out_L, b, 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def conv_dense_taps_nchw(x, KH, KW, padding, in_L, plane_ch, plane_piece, piece_dac, ti, tt, tf, wt, rvt, keys,
-                         out_L, b, residual, has_residual, act, R, with_var, planes, sq, y, var, out):
+                         out_L, b, residual, has_residual, act, R, with_var, planes, sq, out):
     """A stride-1 dense conv on its tiles without im2col: ``conv_dense_tiles_nchw``'s result from
     per-tap products on zero-padded DAC planes (``dac_pad_planes``).
 
@@ -686,40 +691,40 @@ def conv_dense_taps_nchw(x, KH, KW, padding, in_L, plane_ch, plane_piece, piece_
     offset, first plane-buffer row)); the read-noise variance likewise from the squared
     planes. Each output row carries Wp - OW discarded columns. The DAC, the draws, the ADC
     and the digital epilogue are those of ``conv_dense_tiles_nchw``; only the order of the
-    sums inside a tile differs (float32 rounding).
+    sums inside a tile differs (float32 rounding). Chunks of R output rows run in parallel.
 
     Shapes:
       x: (N, C_in, H, W)  ti: (tiles, 8)  tt: (tiles, KH*KW, 4) int64  tf: (tiles, 5)
-      wt, rvt: flat (cols x n_k blocks)  planes, sq: (plane rows, S)  y, var: (>= C_out*R*Wp,)
+      wt, rvt: flat (cols x n_k blocks)  planes, sq: (plane rows, S)
       out: (N, C_out, OH, OW) with OH = H + 2*padding - KH + 1 (stride 1)
     """
     N, C_out, OH, OW = out.shape
     Wp = x.shape[3] + 2 * padding
     S, nt, KK = planes.shape[1], ti.shape[0], KH * KW
-    ab0 = np.zeros(2, np.float32)
-    ab0[0] = 1.0
-    ab1 = np.ones(2, np.float32)
+    nch = (OH + R - 1) // R
     of, rf = out.reshape(out.size), residual.reshape(residual.size)
     pf, qf = planes.reshape(planes.size), sq.reshape(sq.size)
     for n in range(N):
         dac_pad_planes(x, n, padding, in_L, plane_ch, plane_piece, piece_dac, with_var, planes, sq)
-        for oy0 in range(0, OH, R):
+        for ch in prange(nch):  # chunks are the parallel axis (BLAS single-threaded meanwhile)
+            oy0 = ch * R
             rr = min(R, OH - oy0)
             m = rr * Wp
+            y = np.empty(C_out * m, np.float32)
+            var = np.empty(C_out * m, np.float32)
             p0, o0 = (n * OH + oy0) * OW, n * C_out * OH * OW + oy0 * OW
             for t in range(nt):
                 c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
                 tv = (ti[t, 7] & 1) != 0
-                first = True
+                beta = 0.0
                 for k in range(KK):
                     a, bb, woff, brow = tt[t, k, 0], tt[t, k, 1], tt[t, k, 2], tt[t, k, 3]
                     if bb <= a:
                         continue
                     off = brow * S + (oy0 + k // KW) * Wp + k % KW
-                    ab = ab0 if first else ab1
-                    sgemm_rm(cols, m, bb - a, wt, woff, bb - a, pf, off, S, y, c0 * m, m, ab)
+                    sgemm_rm(cols, m, bb - a, wt, woff, bb - a, pf, off, S, y, c0 * m, m, beta)
                     if tv:
-                        sgemm_rm(cols, m, bb - a, rvt, woff, bb - a, qf, off, S, var, c0 * m, m, ab)
-                    first = False
+                        sgemm_rm(cols, m, bb - a, rvt, woff, bb - a, qf, off, S, var, c0 * m, m, beta)
+                    beta = 1.0
                 tap_epilogue_nchw(y, var, c0, cols, m, Wp, OW, rr, ti[t], tf[t], keys[t], out_L, b, rf,
                                   has_residual, act, p0, N * OH * OW, o0, OH * OW, of)
