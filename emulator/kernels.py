@@ -428,7 +428,7 @@ def adc_block(y, var, z, has_var, has_z, adc_std, adc_var, L, step, bound, scale
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound, ti, tf, wT, rvT, keys, out_L,
-                          b, residual, has_residual, act, R, out):
+                          b, residual, has_residual, act, R, scratch, out):
     """A dense conv on its tiles, the whole layer in one call: for every chunk of R output rows,
     im2col through each row piece's DAC, then per row piece one sgemm per tile (3. matmul),
     the unfolded rows squared in place and one sgemm per tile for the read-noise variance
@@ -442,7 +442,8 @@ def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound,
 
     Shapes:
       x: (N, C_in, H, W)  row_step, row_bound: (C_in*KH*KW,)  ti: (tiles, 8) int64  tf: (tiles, 5)
-      keys: (tiles,) uint64  out: (N, C_out, OH, OW)
+      keys: (tiles,) uint64  scratch: (threads, (rows + 2*C_out) * R*OW) (one row per worker)
+      out: (N, C_out, OH, OW)
     """
     N, C_out, OH, OW = out.shape
     rows, nt = row_step.shape[0], ti.shape[0]
@@ -452,9 +453,10 @@ def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound,
         n, oy0 = job // nch, (job % nch) * R
         oy1 = min(oy0 + R, OH)
         m = (oy1 - oy0) * OW
-        col = np.empty((rows, m), np.float32)
-        y = np.empty(C_out * m, np.float32)
-        var = np.empty(C_out * m, np.float32)
+        mine = scratch[numba.get_thread_id()]  # this worker's buffers: no allocation per chunk
+        col = mine[:rows * m].reshape(rows, m)
+        y = mine[rows * m:(rows + C_out) * m]
+        var = mine[(rows + C_out) * m:(rows + 2 * C_out) * m]
         for r in range(rows):
             im2col_row(x, n, KH, KW, stride, padding, oy0, oy1, in_L, row_step, row_bound, col, r)
         cf = col.reshape(rows * m)
@@ -484,7 +486,7 @@ def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound,
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase, has_z, adc_std,
                          adc_var, out_L, out_step, out_bound, scale, b, residual, has_residual, act, KH, KW, stride,
-                         padding, out):
+                         padding, scratch, out):
     """A depthwise layer on block-diagonal tiles, each plane through its tile's DAC first.
 
     Column c of its tile sees only its own KH*KW taps (the diagonal block), so each
@@ -499,7 +501,8 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
 
     Shapes:
       x: (N, C, H, W)  w, rv: (C, KH*KW)  keys: (C,) uint64  kbase: (C,) int64  per-channel params: (C,)
-      residual: (N, C, OH, OW) if has_residual  out: (N, C, OH, OW)
+      residual: (N, C, OH, OW) if has_residual  scratch: (threads, 2*(H + 2*padding)*(W + 2*padding))
+      out: (N, C, OH, OW)
     """
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
@@ -510,8 +513,18 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
         s_in, b_in = in_step[c], in_bound[c]
         key_c = keys[c]
         taps3 = KH == 3 and KW == 3 and stride == 1  # one loop per row for all 9 taps (the usual case)
-        qp = np.zeros((Hp, Wp), np.float32)  # the DAC outputs, zero-padded
-        qq = np.zeros((Hp, Wp) if has_var and not taps3 else (1, 1), np.float32)
+        mine = scratch[numba.get_thread_id()]  # this worker's planes: no allocation per plane
+        qp = mine[:Hp * Wp].reshape(Hp, Wp)  # the DAC outputs, zero-padded
+        qq = mine[Hp * Wp:2 * Hp * Wp].reshape(Hp, Wp)  # their squares (general path)
+        qp[:padding, :] = _ZERO
+        qp[H + padding:, :] = _ZERO
+        qp[:, :padding] = _ZERO
+        qp[:, W + padding:] = _ZERO
+        if has_var and not taps3:
+            qq[:padding, :] = _ZERO
+            qq[H + padding:, :] = _ZERO
+            qq[:, :padding] = _ZERO
+            qq[:, W + padding:] = _ZERO
         for iy in range(H):
             src, dst = x[n, c, iy], qp[iy + padding, padding:padding + W]
             for ix in range(W):
@@ -678,7 +691,7 @@ def tap_epilogue_nchw(y, var, col0, cols, m, Wp, OW, rr, ti, tf, key, out_L, b, 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def conv_dense_taps_nchw(x, KH, KW, padding, in_L, plane_ch, plane_piece, piece_dac, ti, tt, tf, wt, rvt, keys,
-                         out_L, b, residual, has_residual, act, R, with_var, planes, sq, out):
+                         out_L, b, residual, has_residual, act, R, with_var, planes, sq, scratch, out):
     """A stride-1 dense conv on its tiles without im2col: ``conv_dense_tiles_nchw``'s result from
     per-tap products on zero-padded DAC planes (``dac_pad_planes``).
 
@@ -695,7 +708,7 @@ def conv_dense_taps_nchw(x, KH, KW, padding, in_L, plane_ch, plane_piece, piece_
 
     Shapes:
       x: (N, C_in, H, W)  ti: (tiles, 8)  tt: (tiles, KH*KW, 4) int64  tf: (tiles, 5)
-      wt, rvt: flat (cols x n_k blocks)  planes, sq: (plane rows, S)
+      wt, rvt: flat (cols x n_k blocks)  planes, sq: (plane rows, S)  scratch: (threads, 2*C_out*R*Wp)
       out: (N, C_out, OH, OW) with OH = H + 2*padding - KH + 1 (stride 1)
     """
     N, C_out, OH, OW = out.shape
@@ -710,8 +723,8 @@ def conv_dense_taps_nchw(x, KH, KW, padding, in_L, plane_ch, plane_piece, piece_
             oy0 = ch * R
             rr = min(R, OH - oy0)
             m = rr * Wp
-            y = np.empty(C_out * m, np.float32)
-            var = np.empty(C_out * m, np.float32)
+            mine = scratch[numba.get_thread_id()]  # this worker's buffers: no allocation per chunk
+            y, var = mine[:C_out * m], mine[C_out * m:2 * C_out * m]
             p0, o0 = (n * OH + oy0) * OW, n * C_out * OH * OW + oy0 * OW
             for t in range(nt):
                 c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]

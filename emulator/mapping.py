@@ -52,6 +52,7 @@ import contextlib
 import dataclasses
 import math
 import sys
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Iterator
@@ -393,15 +394,16 @@ def _conv_dense(pl: ProgrammedLayer, pk: _DensePack, x, residual, act, rng, pool
     N, C_out = x.shape[0], lay.out_channels
     out = _empty((N, C_out, OH, OW), pool)
     if pk.taps is not None and TAPS:
-        return _conv_dense_taps(pl, pk, x, residual, act, rng, out)
+        return _conv_dense_taps(pl, pk, x, residual, act, rng, out, pool)
     R = _parallel_rows(_chunk_rows(pk, OH, OW), OH, N)
     keys = np.array([draw_key(rng) if t.has_z else _NO_KEY for t in pk.tiles], np.uint64)  # plan order
     has_res = residual is not None
     kh, kw = lay.kernel_size
+    scratch = _empty((_workers(), (pk.row_step.shape[0] + 2 * C_out) * R * OW), pool)
     with _blas_for_workers():
         K.conv_dense_tiles_nchw(x, kh, kw, lay.stride, lay.padding, pk.in_L, pk.row_step, pk.row_bound, pk.ti,
                                 pk.tf, pk.w_flat, pk.rv_flat, keys, pk.out_L, pl.bias,
-                                residual if has_res else _NO_RESIDUAL, has_res, act, R, out)
+                                residual if has_res else _NO_RESIDUAL, has_res, act, R, scratch, out)
     return out
 
 
@@ -410,18 +412,21 @@ def _empty(shape, pool) -> np.ndarray:
 
 
 class _ArrayPool:
-    """Float32 arrays for the conv outputs of one chip run, handed out again once dropped.
+    """Float32 arrays for a chip's runs (every node output, padded planes, worker scratch),
+    handed out again once dropped.
 
-    The graph walk drops a layer's output after its last reader; an array of the same shape
-    that nothing but the pool references any more (``sys.getrefcount``: views keep their base
-    alive) is reused instead of allocating a new one, so a run of 16 iterations re-touches the
-    same few megabytes instead of faulting fresh pages for every activation (measured: the
-    emulated f=51 pass at 480x360 ~15 % faster on 2 cores). Arrays a caller still holds (the
-    logits yielded) are never reused.
+    The graph walk drops a value after its last reader and callers drop the logits they are
+    done with; an array of the same shape that nothing but the pool references any more
+    (``sys.getrefcount``: views keep their base alive) is reused instead of allocating a new
+    one, so runs re-touch the same megabytes instead of faulting fresh pages for every
+    activation and every 7 MiB logits map (measured on the emulated f=51 pass at 480x360,
+    2 cores: 0.46 s -> see emulator/README.md). Arrays a caller still holds are never reused.
+    Thread-safe (a lock around the hand-out); ``Chip.release`` empties it.
     """
 
     def __init__(self):
         self.free: dict = {}
+        self.lock = threading.Lock()
         self.unused = self._count([np.empty(0, np.float32)])  # the count of an array only the pool holds
 
     @staticmethod
@@ -430,13 +435,14 @@ class _ArrayPool:
             return sys.getrefcount(a)
 
     def empty(self, shape) -> np.ndarray:
-        arrays = self.free.setdefault(tuple(shape), [])
-        for a in arrays:
-            if sys.getrefcount(a) <= self.unused:
-                return a
-        a = np.empty(shape, np.float32)
-        arrays.append(a)
-        return a
+        with self.lock:
+            arrays = self.free.setdefault(tuple(shape), [])
+            for a in arrays:
+                if sys.getrefcount(a) <= self.unused:
+                    return a
+            a = np.empty(shape, np.float32)
+            arrays.append(a)
+            return a
 
 
 def _parallel_rows(R: int, OH: int, N: int = 1) -> int:
@@ -461,22 +467,24 @@ def _tap_chunk_rows(Wp: int, OH: int) -> int:
     return max(1, min(OH, TAP_CHUNK_PIXELS // Wp))
 
 
-def _conv_dense_taps(pl: ProgrammedLayer, pk: _DensePack, x, residual, act, rng, out) -> np.ndarray:
+def _conv_dense_taps(pl: ProgrammedLayer, pk: _DensePack, x, residual, act, rng, out, pool=None) -> np.ndarray:
     lay, tp = pl.layer, pk.taps
     kh, kw = lay.kernel_size
     H, W = x.shape[2], x.shape[3]
     OH = out.shape[2]
     Hp, Wp = H + 2 * lay.padding, W + 2 * lay.padding
     S = Hp * Wp + kw - 1  # the last tap's reads run kw - 1 past the padded plane (discarded columns)
-    planes = np.empty((tp.plane_ch.shape[0], S), np.float32)
-    sq = np.empty_like(planes) if pk.has_var else planes[:1, :1]
+    planes = _empty((tp.plane_ch.shape[0], S), pool)
+    sq = _empty((tp.plane_ch.shape[0], S), pool) if pk.has_var else planes[:1, :1]
     R = _parallel_rows(_tap_chunk_rows(Wp, OH), OH)
     keys = np.array([draw_key(rng) if t.has_z else _NO_KEY for t in pk.tiles], np.uint64)  # plan order
     has_res = residual is not None
+    scratch = _empty((_workers(), 2 * lay.out_channels * R * Wp), pool)
     with _blas_for_workers():
         K.conv_dense_taps_nchw(x, kh, kw, lay.padding, pk.in_L, tp.plane_ch, tp.plane_piece, tp.piece_dac, pk.ti,
                                tp.tt, pk.tf, tp.wt, tp.rvt, keys, pk.out_L, pl.bias,
-                               residual if has_res else _NO_RESIDUAL, has_res, act, R, pk.has_var, planes, sq, out)
+                               residual if has_res else _NO_RESIDUAL, has_res, act, R, pk.has_var, planes, sq,
+                               scratch, out)
     return out
 
 
@@ -498,8 +506,17 @@ def _conv_depthwise(pl: ProgrammedLayer, pk: _DepthwisePack, x, residual, act, r
                            pk.adc_std,
                            pk.adc_var, pk.out_L, pk.out_step, pk.out_bound, pk.scale, pl.bias,
                            residual if has_res else _NO_RESIDUAL, has_res, act, kh, kw, lay.stride, lay.padding,
-                           out)
+                           _dw_scratch(x, lay.padding, pool), out)
     return out
+
+
+def _workers() -> int:
+    """Rows of per-worker scratch: numba's thread ids run below its configured maximum."""
+    return numba.config.NUMBA_NUM_THREADS
+
+
+def _dw_scratch(x, padding, pool=None):
+    return _empty((_workers(), 2 * (x.shape[2] + 2 * padding) * (x.shape[3] + 2 * padding)), pool)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,12 +544,15 @@ class _Emulated:
 
     def __init__(self, chip: "Chip", rng: np.random.Generator):
         self.chip, self.rng = chip, rng
-        self.pool = _ArrayPool()
+        self.pool = chip._pool
 
     def _exec(self, graph, nd, lname, args, res):
         if nd.op == "conv":
             return self.chip._conv(lname, args[0], res, nd.act, self.rng, self.pool)
-        return self.chip.net._exec(graph, nd, lname, args, res)  # digital: the engine's exact ops
+        if nd.op == "maxpool" and nd.attrs["kernel_size"] == 1:
+            return args[0]
+        out = self.pool.empty((args[0].shape[0], *nd.shape))
+        return self.chip.net._exec(graph, nd, lname, args, res, out)  # digital: the engine's exact ops
 
 
 class _Observed:
@@ -572,6 +592,7 @@ class Chip:
         self.layers = layers
         self.calibration_images = 0
         self._packs: dict = {}
+        self._pool = _ArrayPool()
 
     def __repr__(self):
         cal = f"calibrated on {self.calibration_images} image(s)" if self.calibration_images else "not calibrated"
@@ -685,7 +706,8 @@ class Chip:
             K.depthwise_tiles_nchw(x, pk.in_L, pk.in_step, pk.in_bound, pk.w, pk.rv, False, np.zeros(C, np.uint64),
                                    np.zeros(C, np.int64), False,
                                    zeros, zeros, 0, ones, np.full(C, _INF), ones, zeros,
-                                   _NO_RESIDUAL, False, 0, kh, kw, 1, pl.layer.padding, y)
+                                   _NO_RESIDUAL, False, 0, kh, kw, 1, pl.layer.padding, _dw_scratch(x, pl.layer.padding),
+                                   y)
             return mi, np.abs(y).max(axis=(0, 2, 3))
         mi, mo = np.zeros(C, np.float32), np.zeros(C, np.float32)
         K.depthwise_absmax(x, kh, kw, pl.layer.stride, pl.layer.padding, OH, OW, pk.in_L, pk.in_step, pk.in_bound,
@@ -693,6 +715,11 @@ class Chip:
         return mi, mo
 
     # -- running -------------------------------------------------------------------------
+    def release(self):
+        """Free the arrays kept between runs for reuse (activations and logits the caller has
+        dropped); the next run allocates them again."""
+        self._pool = _ArrayPool()
+
     def _pack_of(self, name: str):
         pk = self._packs.get(name)
         if pk is None:

@@ -164,22 +164,24 @@ class ItNet:
             values[nd.name] = self._exec(graph, nd, lname, args, res)
         return values
 
-    def _exec(self, graph: Graph, nd: Node, lname, args, res):
+    def _exec(self, graph: Graph, nd: Node, lname, args, res, out=None):
+        """Run one node with the exact ops; ``out``: an array of the node's output shape to write
+        into (the emulator's recycled buffers), or None to allocate one."""
         if nd.op == "conv":
             lay = graph.layers[lname]
             w, b = self.params[lname]
             return ops.conv2d(args[0], w, b, stride=lay.stride, padding=lay.padding, groups=lay.groups,
-                              act=nd.act, residual=res)
+                              act=nd.act, residual=res, out=out)
         if nd.op == "affine":
             s, t = self.params[lname]
-            return ops.affine(args[0], s, t, act=nd.act)
+            return ops.affine(args[0], s, t, act=nd.act, out=out)
         if nd.op == "maxpool":
             k = nd.attrs["kernel_size"]
-            return args[0] if k == 1 else ops.max_pool2d(args[0], k, ceil_mode=True)
+            return args[0] if k == 1 else ops.max_pool2d(args[0], k, ceil_mode=True, out=out)
         if nd.op == "resize":
-            return ops.interpolate_bilinear(args[0], nd.attrs["size"], align_corners=False)
+            return ops.interpolate_bilinear(args[0], nd.attrs["size"], align_corners=False, out=out)
         if nd.op == "concat":
-            return ops.concat(args)
+            return ops.concat(args, out=out)
         raise ValueError(f"ItNet: unknown op {nd.op!r} in node {nd.name!r}")
 
     def _plan(self, graph: Graph) -> "_FusedPlan | None":

@@ -187,7 +187,7 @@ def test_depthwise_kernel_shapes_against_numpy(k, stride, padding):
     got = np.empty((N, C, OH, OW), np.float32)
     K.depthwise_tiles_nchw(x, 127, in_step, in_bound, w, rv, True, keys, kbase, True, zeros, zeros, 127, out_step,
                            out_bound, scale, b, np.zeros((1, 1, 1, 1), np.float32), False, 2, k, k, stride, padding,
-                           got)
+                           mapping._dw_scratch(x, padding), got)
     xq = np.clip(np.clip(np.rint(x / 0.02), -127, 127) * np.float32(0.02), -2, 2).astype(np.float32)
     xp = np.pad(xq, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     a = np.zeros((N, C, OH, OW), np.float64)
@@ -417,6 +417,28 @@ def test_same_seed_same_output():
         np.testing.assert_array_equal(a[i], b[i])
         assert not np.array_equal(a[i], c[i]), "another read-noise seed must change the output"
         assert not np.array_equal(a[i], d[i]), "another programming seed must change the output"
+
+
+def test_recycled_buffers_never_touch_arrays_the_caller_holds():
+    # a chip reuses dropped activations and logits between runs (``_ArrayPool``): held logits must
+    # survive later runs, and a run must give the same numbers whether its buffers are new or reused
+    net = make_net()
+    hw = preset("pcm", t_inference=3600.0, **SMALL)
+    x = image()
+    chip = emulator.program(net, hw, rng(0), calibration=x)
+    first = [lg for _, lg, _ in chip.run(x, rng(1))]
+    kept = [a.copy() for a in first]
+    again = [lg for _, lg, _ in chip.run(x, rng(1))]          # the pool holds arrays the first run used
+    other = [lg for _, lg, _ in chip.run(image(2), rng(5))]   # different values through the same buffers
+    for a, k, b, o in zip(first, kept, again, other):
+        np.testing.assert_array_equal(a, k)                   # untouched while held
+        np.testing.assert_array_equal(b, k)                   # reused buffers, same result
+        assert not np.shares_memory(a, b) and not np.shares_memory(a, o)
+    del first, again, other
+    reused = [lg for _, lg, _ in chip.run(x, rng(1))]
+    assert any(any(r is p for p in chip._pool.free[r.shape]) for r in reused), "dropped logits are recycled"
+    for r, k in zip(reused, kept):
+        np.testing.assert_array_equal(r, k)
 
 
 FIXED_PATTERN = dict(g_max=40.0, prog_noise_std=1.0, drift_nu_mean=0.05, drift_nu_std=0.02, t_inference=3600.0,
