@@ -14,8 +14,10 @@ engine (``ratio_vs_float`` = median emulated / median float, from ROUNDS rounds 
 alternate the two passes in the same test, plus both medians), printed with ``-s``. Weights: the shipped
 random-weight f=51 demo (timing does not depend on the values). Correctness is checked
 once outside the timed calls: the ``ideal`` preset must reproduce the float logits.
-Pin threads with the environment (BLAS and Numba read it at import): on a machine
-shared with other jobs, one thread each gives the steadiest numbers.
+Default threads measure what users get (the emulator holds BLAS to one thread inside its
+kernels and parallelises over chunks of rows with numba); on a machine shared with other
+jobs, pin one thread each with the environment (BLAS and Numba read it at import) for
+steadier numbers.
 """
 
 import os

@@ -60,7 +60,7 @@ from typing import Iterator
 import numba
 import numpy as np
 
-from minitnet.engine import ItNet
+from minitnet.engine import ItNet, walk
 from minitnet.graph import Graph, Layer, build_graph
 from minitnet.kernels import blas as _blas
 
@@ -520,23 +520,8 @@ def _dw_scratch(x, padding, pool=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# graph walks: the engine's loop over any object with ``_run_block``
+# graph walks: the engine's loop (``minitnet.engine.walk``) over any object with ``_run_block``
 # ---------------------------------------------------------------------------------------------
-def _walk(runner, g: Graph, x: np.ndarray, last: int, heads: bool = True):
-    """``ItNet.iter_outputs``'s loop: yields (n, state dict, logits or None) for n = 1..last."""
-    values = runner._run_block(g, g.data, {"image": x}, 0)
-    state = {f"state.{l}": values[name] for l, name in enumerate(g.init)}
-    del values
-    hs = set(g.heads) if heads else set()
-    for n in range(1, last + 1):
-        values = runner._run_block(g, g.body_nodes(n), dict(state), n, g.first_alias if n == 1 else None)
-        state = {f"state.{l}": values[g.first_alias.get(name, name)] if n == 1 and name not in values
-                 else values[name] for l, name in enumerate(g.carry)}
-        del values
-        logits = runner._run_block(g, g.head, dict(state), n)["logits"] if n in hs else None
-        yield n, state, logits
-
-
 class _Emulated:
     """Runs a graph block like the engine, with every conv on the chip's tiles."""
 
@@ -626,7 +611,6 @@ class Chip:
         """
         xs = _as_images(self.net, images, "Chip.calibrate")
         hw = self.hw
-        net = self.net
         # pass 1: largest |input| per DAC (a dense row piece; a depthwise tile)
         inp = {name: np.zeros(len(pl.tiles)) for name, pl in self.layers.items()}
         ident = {name: _pack(pl, hw, identity_dac=True) for name, pl in self.layers.items()}
@@ -688,7 +672,7 @@ class Chip:
         obs = _Observed(self.net, observe)
         for x in xs:
             g = self.net.graph(x.shape[2], x.shape[3])
-            for _ in _walk(obs, g, x, g.iterations):
+            for _ in walk(obs, g, x, g.iterations):
                 pass
 
     @staticmethod
@@ -779,8 +763,8 @@ class Chip:
 
     def _run(self, x, rng, last, reference):
         g = self.net.graph(x.shape[2], x.shape[3])
-        emu = _walk(_Emulated(self, rng), g, x, last)
-        ref = _walk(self.net, g, x, last, heads=False) if reference else None
+        emu = walk(_Emulated(self, rng), g, x, last)
+        ref = walk(self.net, g, x, last, heads=False) if reference else None
         for n, state, logits in emu:
             err = math.nan
             if ref is not None:
@@ -930,7 +914,7 @@ def _graph_of(source, height, width) -> Graph:
 
 
 def _layer_rows(g: Graph, hw: HardwareConfig) -> list[dict]:
-    block, runs, pixels = {}, {}, {}
+    block, runs = {}, {}
     for st in g.schedule():
         if st.layer is None or st.node.op != "conv":
             continue

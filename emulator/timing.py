@@ -462,7 +462,6 @@ def extract(graph, hw: HardwareConfig, timing: TimingConfig, mapping: Mapping,
     if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
         raise ConfigError(f"extract: frames={frames!r}: expected an integer >= 1")
     mvm = timing.mvm_cycles(hw)
-    cfg = graph.config
     dag = unroll(graph)
     shapes = {("image",): (3, graph.height, graph.width)}
     for st, key, _ in dag:

@@ -218,18 +218,9 @@ class ItNet:
         if plan is not None:
             yield from plan.run(x, last)
             return
-        values = self._run_block(g, g.data, {"image": x}, 0)
-        state = {f"state.{l}": values[name] for l, name in enumerate(g.init)}
-        del values
-        heads = set(cfg.head_iterations)
-        for n in range(1, last + 1):
-            values = self._run_block(g, g.body_nodes(n), dict(state), n, g.first_alias if n == 1 else None)
-            state = {f"state.{l}": values[g.first_alias.get(name, name)] if n == 1 and name not in values
-                     else values[name] for l, name in enumerate(g.carry)}
-            del values
-            if n in heads:
-                hv = self._run_block(g, g.head, dict(state), n)
-                yield n, hv["logits"]
+        for n, _, logits in walk(self, g, x, last):
+            if logits is not None:
+                yield n, logits
 
     def logits(self, x, n: int | None = None) -> np.ndarray:
         """Logits (B, C, H, W) of output n (default: the last head)."""
@@ -269,6 +260,31 @@ _WINO_MIN_BYTES = 0
 
 _NO_AFFINE = np.zeros(1, np.float32)
 _WORKQUEUE_LOCK = threading.Lock()
+
+
+def walk(runner, g: Graph, x: np.ndarray, last: int, heads: bool = True):
+    """The loop of the graph, node by node: yields (n, state, logits or None) for n = 1..last.
+
+    ``runner`` is anything with ``_run_block`` (``ItNet``, or the emulator's chip runner):
+    the data block once, then the body n = 1..last (iteration 1 through ``first_alias``),
+    the loop-carried ``state`` dict after each, and the head's logits at head iterations
+    (None elsewhere, and everywhere when ``heads`` is False). Each block runs with BLAS on
+    one thread: the ops call it from numba code beside ``prange`` loops, and a
+    multi-threaded OpenBLAS spinning next to numba's workers measured ~4x slower on 2 cores.
+    """
+    with _blas.single_threaded_blas():
+        values = runner._run_block(g, g.data, {"image": x}, 0)
+    state = {f"state.{l}": values[name] for l, name in enumerate(g.init)}
+    del values
+    hs = set(g.heads) if heads else set()
+    for n in range(1, last + 1):
+        with _blas.single_threaded_blas():
+            values = runner._run_block(g, g.body_nodes(n), dict(state), n, g.first_alias if n == 1 else None)
+            state = {f"state.{l}": values[g.first_alias.get(name, name)] if n == 1 and name not in values
+                     else values[name] for l, name in enumerate(g.carry)}
+            del values
+            logits = runner._run_block(g, g.head, dict(state), n)["logits"] if n in hs else None
+        yield n, state, logits
 
 
 def _exclusive():

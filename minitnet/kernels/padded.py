@@ -340,7 +340,7 @@ def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out,
       x: (N, >= cx+C, H+2, W+2)  iy*, ly*: (OH,)  ix*, lx*: (OW,) (tables of ``bilinear_table``,
       non-decreasing)  out: (N, >= co+C, OH + 2*pad_out, OW + 2*pad_out)  scratch: (T, >= H*OW)
     """
-    N, H = x.shape[0], x.shape[2] - 2
+    N = x.shape[0]
     OH, OW = iy0.shape[0], ix0.shape[0]
     for w in prange(T):
         for t in range(w, N * C * S, T):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
 
 from ..weights import CAMVID_NORMALISATION, write_hdf5
