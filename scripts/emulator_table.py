@@ -10,6 +10,7 @@ models, whichever exist) and each hardware setting
     8-bit       8-bit weights, DAC and ADC, no noise
     PCM t=0     the pcm preset (PCM device model, 8-bit DAC/ADC, ADC noise, drift compensation)
                 right after programming, then after 1 hour and 1 day of drift
+    --ablations PCM t=0 with one part of the model off: programming noise, read noise, ADC noise
 
 it prints (and with --out writes) a markdown table of the mIoU (%) of every output on a
 SegNet-layout split: mean +- std over --chips chips (one programming draw each; noise-free
@@ -35,6 +36,11 @@ SETTINGS = [  # (label, preset, overrides)
     ("PCM, 1 hour", "pcm", {"t_inference": 3600.0}),
     ("PCM, 1 day", "pcm", {"t_inference": 86400.0}),
 ]
+ABLATIONS = [  # --ablations: which part of the PCM model costs the accuracy (t = 0, one part off each)
+    ("PCM, t = 0, no programming noise", "pcm", {"prog_noise_scale": 0.0}),
+    ("PCM, t = 0, no read noise", "pcm", {"read_noise_scale": 0.0}),
+    ("PCM, t = 0, no ADC noise", "pcm", {"out_noise_std": 0.0}),
+]
 
 
 def parse_args(argv=None):
@@ -52,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--outputs", default="all", help="columns: all, or a comma list of outputs like 1,4,8,16")
     p.add_argument("--out", default=None, metavar="FILE.md", help="also write the markdown table here")
     p.add_argument("--json", default=None, metavar="FILE.json", help="also write every number as JSON")
+    p.add_argument("--ablations", action="store_true",
+                   help="also PCM at t=0 without programming noise, without read noise, without ADC noise")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p.parse_args(argv)
 
@@ -99,7 +107,7 @@ def main(argv=None) -> int:
         name = f"{path.name} ({mode}, f={cfg.width}, N={cfg.iterations})"
         rows.append((name, "float engine", "-", "-", {n: (m, None) for n, m in zip(outs, fl.miou)}))
         record.append({"weights": str(path), "setting": "float", "miou": fl.miou, "outputs": outs})
-        for label, pname, over in SETTINGS:
+        for label, pname, over in SETTINGS + (ABLATIONS if args.ablations else []):
             hw = emulator.preset(pname, **over)
             chips = 1 if is_deterministic(hw) else args.chips
             ev = evaluate_chips(net, args.data_dir, hw, chips=chips, seed=args.seed, split=args.split,

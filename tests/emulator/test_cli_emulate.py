@@ -136,3 +136,11 @@ def test_emulator_table_script(tmp_path, data):
     indep_tiles = by[(str(indep), "ideal")]["tiles"]
     assert indep_tiles > shared_tiles
     assert mod.main([data, "--weights", str(tmp_path / "missing.h5")]) == 1
+    # --ablations: three more PCM rows, each with its part of the model switched off
+    assert mod.main([data, "--weights", str(shared), "--chips", "1", "--limit", "1", "--calibration-images", "1",
+                     "--outputs", "1", "--json", str(js), "--ablations", "--quiet"]) == 0
+    rec = {r["setting"]: r for r in json.loads(js.read_text())}
+    assert len(rec) == 6 + 3
+    assert rec["PCM, t = 0, no read noise"]["hw"]["read_noise_scale"] == 0
+    assert rec["PCM, t = 0, no programming noise"]["hw"]["prog_noise_scale"] == 0
+    assert rec["PCM, t = 0, no ADC noise"]["hw"]["out_noise_std"] == 0
