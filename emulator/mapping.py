@@ -446,11 +446,14 @@ class _ArrayPool:
 
 
 def _parallel_rows(R: int, OH: int, N: int = 1) -> int:
-    """Chunk rows R, lowered until the N images' chunks give every worker a few to take."""
-    want = 4 * numba.get_num_threads()
+    """Chunk rows: at most R, lowered until the N images' chunks give every worker a few to
+    take, then the R' in [R/2, R] whose chunks the workers finish soonest (the busiest
+    worker's rows, ceil(chunks / T) * R', smallest; ties to the larger R')."""
+    T = numba.get_num_threads()
+    want = 4 * T
     if N * ((OH + R - 1) // R) < want:
         R = max(1, min(R, -(-N * OH // want)))
-    return R
+    return min(range(max(1, R // 2), R + 1), key=lambda r: (-(-N * -(-OH // r) // T) * r, -r))
 
 
 @contextlib.contextmanager
