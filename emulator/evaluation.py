@@ -166,10 +166,7 @@ def evaluate_chips(net, data_dir, hw: HardwareConfig, chips: int = 5, seed: int 
 def plot_chips(path, ev: ChipsEvaluation, title: str | None = None, dpi: int = 120) -> str:
     """Both anytime curves: the float engine's mIoU and the chips' (mean, +- one std band, every chip
     faint) over the MACs of each output (left) and over the output n (right)."""
-    import os
-
-    from minitnet.errors import MinitnetError
-    from minitnet.plots import require_matplotlib
+    from minitnet.plots import require_matplotlib, save_figure
 
     Figure, FigureCanvasAgg = require_matplotlib()
     fig = Figure(figsize=(10, 4.2), layout="constrained")
@@ -191,12 +188,4 @@ def plot_chips(path, ev: ChipsEvaluation, title: str | None = None, dpi: int = 1
     fig.axes[0].legend(loc="lower right", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise MinitnetError(f"cannot write plot {path}: folder {parent} does not exist")
-    try:
-        fig.savefig(path, dpi=dpi)
-    except (OSError, ValueError) as e:
-        raise MinitnetError(f"cannot write plot {path}: {e}") from None
-    return path
+    return save_figure(fig, path, dpi)

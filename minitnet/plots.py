@@ -12,7 +12,7 @@ from typing import Sequence
 
 from .errors import MinitnetError, ShapeError
 
-__all__ = ["require_matplotlib", "anytime_figure", "plot_anytime"]
+__all__ = ["require_matplotlib", "anytime_figure", "plot_anytime", "save_figure"]
 
 INSTALL_HINT = "pip install 'minitnet[plot]' (or: pip install matplotlib)"
 
@@ -62,7 +62,12 @@ def anytime_figure(outputs: Sequence[int], miou: Sequence[float], macs: Sequence
 def plot_anytime(path, outputs, miou, macs, latency, title: str | None = None, y0: float | None = None,
                  dpi: int = 120) -> str:
     """Draw ``anytime_figure`` into ``path`` (format from the suffix: .png, .pdf, .svg). Returns the path."""
-    fig = anytime_figure(outputs, miou, macs, latency, title=title, y0=y0)
+    return save_figure(anytime_figure(outputs, miou, macs, latency, title=title, y0=y0), path, dpi)
+
+
+def save_figure(fig, path, dpi: int = 120) -> str:
+    """Write a matplotlib Figure to ``path`` (format from the suffix); a missing folder or a
+    failed write raises MinitnetError naming the path. Returns the path."""
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):

@@ -60,6 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, metavar="FILE.json", help="also write every number as JSON")
     p.add_argument("--ablations", action="store_true",
                    help="also PCM at t=0 without programming noise, without read noise, without ADC noise")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="also draw every setting's anytime curve, one panel per weights file")
+    p.add_argument("--from-json", default=None, metavar="FILE.json",
+                   help="no evaluation: draw --plot from the record an earlier run wrote with --json")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p.parse_args(argv)
 
@@ -70,13 +74,62 @@ def cell(mean: float, std: float | None) -> str:
     return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
+def plot_record(record: list[dict], path: str) -> str:
+    """mIoU of every output for every setting (mean line, +- std band over chips), one panel per
+    weights file, from the JSON record of a run."""
+    import numpy as np
+
+    from minitnet.plots import require_matplotlib, save_figure
+
+    Figure, FigureCanvasAgg = require_matplotlib()
+    files = list(dict.fromkeys(r["weights"] for r in record))
+    fig = Figure(figsize=(5.2 * len(files) + 2.6, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(files), sharey=True, squeeze=False)[0]
+    styles = {"float": ("k", "-", "s"), "ideal": ("0.5", ":", None), "8-bit": ("tab:green", "--", None)}
+    palette = ["tab:blue", "tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan", "tab:pink"]
+    for r in record:  # one style per setting, the same in every panel
+        if r["setting"] not in styles:
+            styles[r["setting"]] = (palette[(len(styles) - 3) % len(palette)],
+                                    "-." if "no " in r["setting"] else "-", "o")
+    for ax, w in zip(axes, files):
+        for r in (r for r in record if r["weights"] == w):
+            label = r["setting"]
+            n = np.array(r["outputs"])
+            mean = 100 * np.array(r["miou"] if label == "float" else r["miou_mean"])
+            colour, ls, marker = styles[label]
+            ax.plot(n, mean, ls=ls, marker=marker, ms=3, color=colour, label=label)
+            if label != "float" and r.get("chips", 1) > 1:
+                std = 100 * np.array(r["miou_std"])
+                ax.fill_between(n, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
+        ax.set_title(Path(w).name, fontsize=10)
+        ax.set_xlabel("output n (iteration)")
+        ax.set_xticks(list(n))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mIoU (%)")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center", fontsize=8)
+    return save_figure(fig, path)
+
+
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.from_json:
+        if not args.plot:
+            print("emulator_table: --from-json draws a plot: give --plot FILE.png", file=sys.stderr)
+            return 1
+        try:
+            record = json.loads(Path(args.from_json).read_text())
+        except (OSError, ValueError) as e:
+            print(f"emulator_table: cannot read the record {args.from_json}: {e}", file=sys.stderr)
+            return 1
+        print(plot_record(record, args.plot))
+        return 0
+
     import emulator
     import minitnet
     from emulator.evaluation import evaluate_chips, is_deterministic
     from minitnet.metrics import evaluate
 
-    args = parse_args(argv)
     paths = [Path(w) for w in args.weights] if args.weights else [w for w in DEFAULT_WEIGHTS if w.exists()]
     if not paths:
         print(f"emulator_table: none of the default weights exist ({', '.join(map(str, DEFAULT_WEIGHTS))}); "
@@ -132,6 +185,8 @@ def main(argv=None) -> int:
         Path(args.out).write_text(table + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(record, indent=1, default=str) + "\n")
+    if args.plot:
+        plot_record(record, args.plot)
     return 0
 
 

@@ -144,3 +144,9 @@ def test_emulator_table_script(tmp_path, data):
     assert rec["PCM, t = 0, no read noise"]["hw"]["read_noise_scale"] == 0
     assert rec["PCM, t = 0, no programming noise"]["hw"]["prog_noise_scale"] == 0
     assert rec["PCM, t = 0, no ADC noise"]["hw"]["out_noise_std"] == 0
+    # --plot from a saved record, without evaluating again
+    png = tmp_path / "table.png"
+    assert mod.main(["unused", "--from-json", str(js), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert mod.main(["unused", "--from-json", str(js)]) == 1                     # no --plot: nothing to do
+    assert mod.main(["unused", "--from-json", str(tmp_path / "none.json"), "--plot", str(png)]) == 1
