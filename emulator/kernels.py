@@ -347,12 +347,15 @@ def square_rows(a, r0, r1, m):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def tile_epilogue_nchw(y, var, col0, cols, m, ti, tf, key, out_L, b, residual, has_residual, act,
+def tile_epilogue_nchw(y, var, col0, cols, m, Wp, OW, ti, tf, key, out_L, b, residual, has_residual, act,
                        p0, P, o0, OHW, out):
-    """Stages 4-6 of one tile for a chunk of m MVMs, the digital partial sum and, after the
+    """Stages 4-6 of one tile for a chunk of MVMs, the digital partial sum and, after the
     tile's last row piece, bias (+ residual) and act, written straight into ``out``.
 
-    For tile column c (layer column co = col0 + c) and chunk pixel j, with the draw
+    The chunk is m // Wp output rows of Wp products each, of which the first OW are output
+    pixels (Wp = OW for im2col chunks; Wp = the padded width for the per-tap products, whose
+    last Wp - OW per row are discarded). For tile column c (layer column co = col0 + c) and
+    the chunk's pixel j (row-major over its output rows), with the draw
     z = normal_from_bits(word(key, c*P + p0 + j)) (``mvm``'s (P, cols) draw transposed,
     P = the layer call's N*OH*OW pixels, p0 = the chunk's first pixel):
       v = y[co, j] (+ z * sqrt(var[co, j] + adc_var), or + z * adc_std without read noise)
@@ -362,22 +365,25 @@ def tile_epilogue_nchw(y, var, col0, cols, m, ti, tf, key, out_L, b, residual, h
     tf = (adc_std, adc_var, out_step, out_bound, scale).
 
     Shapes:
-      y, var: (C_out * m,) as (C_out, m)  out, residual: flat (N*C_out*OH*OW,); out[.., co, pixel j]
-      is out[o0 + co*OHW + j] with o0 = the chunk's offset in channel 0 (residual likewise)
+      y, var: (C_out * m,) as (C_out, m // Wp, Wp)  out, residual: flat (N*C_out*OH*OW,); out[.., co,
+      pixel j] is out[o0 + co*OHW + j] with o0 = the chunk's offset in channel 0 (residual likewise)
     """
     first, last, has_var, has_z = ti[5] != 0, ti[6] != 0, (ti[7] & 1) != 0, (ti[7] & 2) != 0
     adc_std, adc_var, step, bound, scale = tf[0], tf[1], tf[2], tf[3], tf[4]
+    run, runs = (m, 1) if Wp == OW else (OW, m // Wp)  # contiguous output pixels: one run
     z = np.empty(_BLOCK, np.float32)
     for c in range(cols):  # serial: a chunk's worker runs it (chunks are the parallel axis)
         co = col0 + c
-        o = out[o0 + co * OHW:o0 + co * OHW + m]
-        r = residual[o0 + co * OHW:o0 + co * OHW + m] if has_residual else o
-        for j0 in range(0, m, _BLOCK):  # blocks: the normals (table lookups) apart, the arithmetic vectorises
-            j1 = min(j0 + _BLOCK, m)
-            if has_z:
-                draws_into(key, c * P + p0 + j0, z[:j1 - j0])
-            adc_block(y[co * m + j0:co * m + j1], var[co * m + j0:co * m + j1], z, has_var, has_z, adc_std, adc_var,
-                      out_L, step, bound, scale, first, last, b[co], r[j0:j1], has_residual, act, o[j0:j1])
+        for j in range(runs):
+            yo, oo = co * m + j * Wp, o0 + co * OHW + j * OW
+            o = out[oo:oo + run]
+            r = residual[oo:oo + run] if has_residual else o
+            for j0 in range(0, run, _BLOCK):  # blocks: the normals (table reads) apart, the arithmetic vectorises
+                j1 = min(j0 + _BLOCK, run)
+                if has_z:
+                    draws_into(key, c * P + p0 + j * OW + j0, z[:j1 - j0])
+                adc_block(y[yo + j0:yo + j1], var[yo + j0:yo + j1], z, has_var, has_z, adc_std, adc_var,
+                          out_L, step, bound, scale, first, last, b[co], r[j0:j1], has_residual, act, o[j0:j1])
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -478,7 +484,7 @@ def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound,
                 c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
                 if (ti[t, 7] & 1) != 0:
                     sgemm_rm(cols, m, r1 - r0, rvT, ti[t, 4], r1 - r0, cf, r0 * m, m, var, c0 * m, m, 0.0)
-                tile_epilogue_nchw(y, var, c0, cols, m, ti[t], tf[t], keys[t], out_L, b, rf,
+                tile_epilogue_nchw(y, var, c0, cols, m, OW, OW, ti[t], tf[t], keys[t], out_L, b, rf,
                                    has_residual, act, p0, N * OH * OW, o0, OH * OW, of)
             t0 = t1
 
@@ -663,32 +669,6 @@ def dac_pad_planes(x, n, padding, in_L, plane_ch, plane_piece, piece_dac, with_s
                 q[i] = dst[i] * dst[i]
 
 
-@numba.njit(cache=True, error_model="numpy")
-def tap_epilogue_nchw(y, var, col0, cols, m, Wp, OW, rr, ti, tf, key, out_L, b, residual, has_residual,
-                      act, p0, P, o0, OHW, out):
-    """``tile_epilogue_nchw`` for the per-tap products, whose chunk has rr output rows of Wp
-    columns (the padded width; the last Wp - OW of each row are discarded). Draw of chunk row
-    j, column ox: c*P + p0 + j*OW + ox, as in ``tile_epilogue_nchw``.
-
-    Shapes: y, var: (C_out * m,) as (C_out, rr, Wp); out, residual: as in ``tile_epilogue_nchw``
-    """
-    first, last, has_var, has_z = ti[5] != 0, ti[6] != 0, (ti[7] & 1) != 0, (ti[7] & 2) != 0
-    adc_std, adc_var, step, bound, scale = tf[0], tf[1], tf[2], tf[3], tf[4]
-    z = np.empty(_BLOCK, np.float32)
-    for c in range(cols):  # serial: a chunk's worker runs it (chunks are the parallel axis)
-        co = col0 + c
-        for j in range(rr):
-            yo, oo = co * m + j * Wp, o0 + co * OHW + j * OW
-            o = out[oo:oo + OW]
-            r = residual[oo:oo + OW] if has_residual else o
-            for j0 in range(0, OW, _BLOCK):
-                j1 = min(j0 + _BLOCK, OW)
-                if has_z:
-                    draws_into(key, c * P + p0 + j * OW + j0, z[:j1 - j0])
-                adc_block(y[yo + j0:yo + j1], var[yo + j0:yo + j1], z, has_var, has_z, adc_std, adc_var,
-                          out_L, step, bound, scale, first, last, b[co], r[j0:j1], has_residual, act, o[j0:j1])
-
-
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def conv_dense_taps_nchw(x, KH, KW, padding, in_L, plane_ch, plane_piece, piece_dac, ti, tt, tf, wt, rvt, keys,
                          out_L, b, residual, has_residual, act, R, with_var, planes, sq, scratch, out):
@@ -739,5 +719,5 @@ def conv_dense_taps_nchw(x, KH, KW, padding, in_L, plane_ch, plane_piece, piece_
                     if tv:
                         sgemm_rm(cols, m, bb - a, rvt, woff, bb - a, qf, off, S, var, c0 * m, m, beta)
                     beta = 1.0
-                tap_epilogue_nchw(y, var, c0, cols, m, Wp, OW, rr, ti[t], tf[t], keys[t], out_L, b, rf,
-                                  has_residual, act, p0, N * OH * OW, o0, OH * OW, of)
+                tile_epilogue_nchw(y, var, c0, cols, m, Wp, OW, ti[t], tf[t], keys[t], out_L, b, rf,
+                                   has_residual, act, p0, N * OH * OW, o0, OH * OW, of)
