@@ -24,27 +24,30 @@ pixels, however the kernel chunks them). Normal i of a batch (i = column * M + m
 column-major over the tile's outputs, ``mvm``'s (M, cols) draw transposed) is
 ``normal_from_bits(word(key, i))``:
 
-* ``word(key, i)`` = the top 32 bits of SplitMix64's output for the counter
-  ``key + (i + 1) * 0x9E3779B97F4A7C15`` (Steele et al., OOPSLA 2014; the
-  stream passes BigCrush): a counter-based generator, so any thread can
-  compute any draw;
-* ``normal_from_bits(u)`` = the inverse normal CDF at p = (u + 0.5) / 2**32: in
-  each of 2048 bins of p (2**21 words) a cubic that interpolates scipy's ``ndtri``
-  at 4 Chebyshev nodes (a 32 KiB table that stays in L1); in the two outermost bins
-  (p < 2**-11 or p > 1 - 2**-11, one draw in 1024) a degree-10 polynomial in
-  sqrt(-log p) with a branch-free float32 log. Error against the exact quantile
-  (measured on 4 million words, tested): 2.4e-7 for |z| <= 2.5, 1.2e-5 for |z| <= 3,
-  1.4e-4 at |z| = 3.3 (the bins next to the tails), 7e-7 beyond; range ±6.4.
+* ``word(key, i)`` = half of SplitMix64's output for the counter
+  ``key + (i // 2 + 1) * 0x9E3779B97F4A7C15`` (Steele et al., OOPSLA 2014; the
+  stream passes BigCrush as 64-bit words), the high half for even i, the low
+  half for odd i: a counter-based generator, so any thread can compute any draw;
+* ``normal_from_bits(u)`` = the inverse normal CDF of the low 31 bits, signed by
+  the top bit: with v = u mod 2**31 and w = float32(float32(v) + 1/2) (exact for
+  v < 2**23, rounded to 24 bits above, capped below 2**31), the draw is
+  ``-Phi^-1(w / 2**32)`` if u's top bit is set, else its negative. ``-Phi^-1`` comes
+  from a line per 1/256 of an octave of w: the float's exponent and top 8
+  mantissa bits index a table of 8192 lines (64 KiB; 99.98 % of draws read the
+  13 top octaves, 26 KiB, which stay in L1), its low 15 bits are the position on
+  the line. No branch, so the loop vectorises (8 lines gathered at a time), and
+  no separate tail: the octaves make the lines dense where the quantile curves.
+  Error against the exact quantile (float64 ``ndtri``, tested on the extreme
+  words and 2 million others): 5.6e-7 for |z| <= 2.5, 6.4e-7 anywhere; range
+  ±6.34.
 
 Why not ``rng.standard_normal``: the emulated f=51 network needs ~10**8
 normals per image (one per output of every tile MVM); NumPy's ziggurat costs
-about 8 ns a draw on the development machine, this about 1.4 ns, computed next
-to where it is used instead of stored and re-read. ``draws_into`` makes a block
-in three loops (the words, vectorised; the cubics; the rare tail draws), because
-a loop holding the tail's arithmetic in a branch is compiled with the branch
-evaluated for every draw. Tested: mean, std, tail fractions and symmetry within
-4 sigma/sqrt(n), the transform against ``ndtri``, and equality with
-``crossbar.mvm`` fed the same draws.
+about 8 ns a draw on the development machine, this about 0.7 ns (0.25 the
+words, 0.45 the transform), computed next to where it is used instead of stored
+and re-read. Tested: mean, std, tail fractions and symmetry within
+4 sigma/sqrt(n), the transform against ``ndtri``, the block generator against
+the word-by-word one, and equality with ``crossbar.mvm`` fed the same draws.
 
 Dense convs take one of two paths to the same tile products: ``conv_dense_tiles_nchw``
 unfolds chunks of output rows (im2col through the DAC) for one sgemm per tile, and
@@ -84,13 +87,20 @@ _M2 = np.uint64(0x94D049BB133111EB)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def word(key, i):
-    """32 random bits, the i-th of the stream ``key``: SplitMix64 at counter key + (i + 1) * gamma."""
-    z = key + (np.uint64(i) + np.uint64(1)) * _GAMMA
+def hash64(key, c):
+    """SplitMix64's 64-bit output for the counter key + (c + 1) * gamma."""
+    z = key + (np.uint64(c) + np.uint64(1)) * _GAMMA
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
-    z = z ^ (z >> np.uint64(31))
-    return np.uint32(z >> np.uint64(32))
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def word(key, i):
+    """32 random bits, the i-th of the stream ``key``: the high half of hash64(key, i // 2) for
+    even i, its low half for odd i (both halves of one SplitMix64 output)."""
+    h = hash64(key, np.uint64(i) >> np.uint64(1))
+    return np.uint32(h >> np.uint64(32)) if (i & 1) == 0 else np.uint32(h & np.uint64(0xFFFFFFFF))
 
 
 @intrinsic
@@ -104,99 +114,50 @@ def _f32_bits(typingctx, x):
     return types.uint32(types.float32), codegen
 
 
-@intrinsic
-def _bits_f32(typingctx, b):
-    """The float32 whose IEEE bits are the uint32 ``b`` (a bitcast)."""
-    if b != types.uint32:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], llvm_ir.FloatType())
-    return types.float32(types.uint32), codegen
+_OCTAVES = 32      # w in [2**-1, 2**31): exponent fields 126..157
+_SUB_BITS = 8
+_T_BITS = 23 - _SUB_BITS
 
 
-_LN2 = np.float32(np.log(2.0))
-_SQRT2 = np.float32(np.sqrt(2.0))
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def log_f32(v):
-    """log(v) of a positive normal float32, branch-free (vectorises): v = m * 2**e with m in
-    [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) = 2 s (1 + s^2/3 + ... + s^8/9), s = (m-1)/(m+1),
-    |s| <= 0.172 (series error below 1e-9). Error: a few float32 ulps."""
-    bits = _f32_bits(v)
-    e = np.float32(np.int32(bits >> np.uint32(23)) - 127)
-    m = _bits_f32(np.uint32((bits & np.uint32(0x7FFFFF)) | np.uint32(0x3F800000)))  # in [1, 2)
-    big = m > _SQRT2
-    m = m * _HALF if big else m
-    e = e + np.float32(1.0) if big else e
-    s = (m - np.float32(1.0)) / (m + np.float32(1.0))
-    s2 = s * s
-    poly = np.float32(1.0) + s2 * (np.float32(1 / 3) + s2 * (np.float32(1 / 5) + s2 * (np.float32(1 / 7)
-                                                                                        + s2 * np.float32(1 / 9))))
-    return e * _LN2 + np.float32(2.0) * s * poly
-
-
-# Phi^-1 in the tails as a polynomial in t in [-1, 1] (a degree-10 Chebyshev fit of scipy's ndtri,
-# converted to monomials in t; tested against ndtri): with q = p - 1/2 and pm = min(p, 1 - p) < 0.075,
-#   Phi^-1(p) = sign(q) * T(t), t = 2 (r - r0) / (r1 - r0) - 1, r = sqrt(-log pm),
-#   r0 = sqrt(-log 0.075), r1 = sqrt(-log 2**-33) (the smallest pm drawn).
-_T0, _T1, _T2, _T3, _T4, _T5, _T6, _T7, _T8, _T9, _T10 = (np.float32(c) for c in (
-    3.965458869934082, 2.418924331665039, -0.0643700584769249, 0.025135740637779236, -0.010156627744436264,
-    0.0042686183005571365, -0.001814010669477284, 0.0006234623724594712, -0.0002502853749319911,
-    0.0002608425565995276, -0.00012322865950409323))
-_R0 = np.float32(np.sqrt(-np.log(0.075)))
-_R_SCALE = np.float32(2.0 / (np.sqrt(33 * np.log(2.0)) - np.sqrt(-np.log(0.075))))
-_ONE = np.float32(1.0)
-_2M32 = np.float32(2.0**-32)
-
-
-def _cubic_table(bins: int = 2048) -> np.ndarray:
-    """Per bin j of p = (u + 0.5) / 2**32 (bins of 2**21 words), the cubic in t = ((u mod 2**21) + 0.5) / 2**21
-    that interpolates Phi^-1((j + t) / bins) at the 4 Chebyshev nodes of [0, 1] (float64 scipy ndtri, rounded
-    once): flat float32 (bins * 4,), coefficients of t**0..t**3. Bins 0 and bins - 1 (the outermost) hold NaN:
-    their draws come from ``tail_normal`` (``draws_into`` finds them by the NaN)."""
+def _octave_table() -> np.ndarray:
+    """The lines of ``normal_from_bits``: for octave o (w = v + 1/2 in [2**(o-1), 2**o)) and sub-bin s
+    (w = 2**(o-1) * (1 + (s + t) / 256), t in [0, 1)), a0 + a1 * t interpolates -Phi^-1(w / 2**32) (scipy's
+    float64 ``ndtri``, rounded once) at the two Chebyshev nodes of [0, 1]. Flat float32 (33 * 256 * 2,):
+    entry 2k holds a0, 2k + 1 holds a1 of line k = o * 256 + s. 66 KiB, but a draw reads octaves 20-32
+    (w >= 2**19) with probability 1 - 2**-12: the lines in use stay in L1."""
     from scipy.special import ndtri
 
-    tn = 0.5 - 0.5 * np.cos((2 * np.arange(4) + 1) * np.pi / 8)
-    j = np.arange(1, bins - 1, dtype=np.float64)
-    f = ndtri((j[:, None] + tn[None, :]) / bins)            # (bins - 2, 4) values at the nodes
-    coef = np.linalg.solve(np.vander(tn, 4, increasing=True), f.T).T
-    table = np.full((bins, 4), np.nan)
-    table[1:bins - 1] = coef
-    return table.astype(np.float32).ravel()
+    sub = 1 << _SUB_BITS
+    nodes = 0.5 - 0.5 * np.cos(np.array([1, 3]) * np.pi / 4)
+    o = np.arange(_OCTAVES)[:, None, None]
+    s = np.arange(sub)[None, :, None]
+    w = 2.0 ** (o - 1.0) * (1.0 + (s + nodes) / sub)
+    f = -ndtri(np.minimum(w / 2.0**32, 0.5)).reshape(-1, 2)        # values at the nodes
+    a1 = (f[:, 1] - f[:, 0]) / (nodes[1] - nodes[0])
+    a0 = f[:, 0] - a1 * nodes[0]
+    return np.stack([a0, a1], axis=1).astype(np.float32).ravel()
 
 
-_CUBIC = _cubic_table()  # 32 KiB: stays in L1
-_T_SCALE = np.float32(2.0**-21)
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def tail_normal(u):
-    """Phi^-1((u + 0.5) / 2**32) by the tail polynomial (accurate for p < 0.075 or p > 0.925)."""
-    q = (np.float32(np.int32(u ^ np.uint32(0x80000000))) + _HALF) * _2M32  # (u - 2**31 + 0.5) / 2**32
-    pm = (np.float32(min(u, np.uint32(0xFFFFFFFF) - u)) + _HALF) * _2M32  # the nearer tail's probability
-    t = (np.sqrt(-log_f32(pm)) - _R0) * _R_SCALE - _ONE
-    zt = _T0 + t * (_T1 + t * (_T2 + t * (_T3 + t * (_T4 + t * (_T5 + t * (_T6 + t * (_T7 + t * (
-        _T8 + t * (_T9 + t * _T10)))))))))
-    return -zt if q < _ZERO else zt
+_LINES = _octave_table()
+_LINE0 = np.uint32((126 << 23) >> _T_BITS)    # exponent field 126 (w = 1/2), sub-bin 0
+_LINE_MASK = np.uint32(_OCTAVES * (1 << _SUB_BITS) - 1)
+_W_MAX = np.float32(2.0**31 - 128)  # the largest float32 below 2**31
+_T_MASK = np.uint32((1 << _T_BITS) - 1)
+_T_SCALE = np.float32(2.0**-_T_BITS)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def normal_from_bits(u):
-    """A standard normal (float32) from one uniform 32-bit word: Phi^-1((u + 0.5) / 2**32)
-    (see the module docstring)."""
-    if np.uint32((u >> np.uint32(21)) - np.uint32(1)) >= np.uint32(2046):  # outermost bins: p < 2**-11, > 1 - 2**-11
-        return tail_normal(u)
-    return cubic_normal(u)
-
-
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def cubic_normal(u):
-    """``normal_from_bits`` by the bin's cubic, branch-free; NaN in the two outermost bins."""
-    t = (np.float32(np.int32(u & np.uint32(0x1FFFFF))) + _HALF) * _T_SCALE
-    k = 4 * np.intp(u >> np.uint32(21))
-    return ((_CUBIC[k + 3] * t + _CUBIC[k + 2]) * t + _CUBIC[k + 1]) * t + _CUBIC[k]
+    """A standard normal (float32) from one uniform 32-bit word, branch-free (vectorises): with
+    v = u mod 2**31 and w = float32(float32(v) + 1/2), the value is -Phi^-1(w / 2**32) (>= 0) if
+    u's top bit is set, else its negative; -Phi^-1 by the line of w's octave and sub-bin
+    (``_octave_table``), read from w's IEEE bits (see the module docstring)."""
+    w = min(np.float32(np.int32(u & np.uint32(0x7FFFFFFF))) + _HALF, _W_MAX)
+    bits = _f32_bits(w)
+    k = np.uint32(2) * (((bits >> np.uint32(_T_BITS)) - _LINE0) & _LINE_MASK)  # 32-bit: dword gathers
+    t = (np.float32(np.int32(bits & _T_MASK)) + _HALF) * _T_SCALE
+    a = _LINES[k] + _LINES[k + np.uint32(1)] * t
+    return a if (u >> np.uint32(31)) != 0 else -a
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -217,6 +178,12 @@ def normals_from_key(key, out):
     """
     for b in prange((out.shape[0] + _BLOCK - 1) // _BLOCK):
         draws_into(key, b * _BLOCK, out[b * _BLOCK:(b + 1) * _BLOCK])
+
+
+@numba.njit(cache=True, error_model="numpy")
+def draws_block(key, i0, z):
+    """``draws_into`` as a callable kernel (tests): z[j] = normal_from_bits(word(key, i0 + j))."""
+    draws_into(key, i0, z)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -389,16 +356,23 @@ def tile_epilogue_nchw(y, var, col0, cols, m, Wp, OW, ti, tf, key, out_L, b, res
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def draws_into(key, i0, z):
     """z[j] = normal_from_bits(word(key, i0 + j)): a block's normals, apart from the arithmetic.
-    Three loops, none with a branch it often takes: the words (vectorised) into z's memory, the
-    cubics in place (L1 table reads), then the rare outermost-bin draws (NaN) redone by the tail."""
+    Two loops: the words, two per hash (vectorised), into z's memory, then the transform in place
+    (vectorised: eight table lines gathered at a time)."""
     u = z.view(np.uint32)
-    for j in range(z.shape[0]):
-        u[j] = word(key, i0 + j)
-    for j in range(z.shape[0]):
-        z[j] = cubic_normal(u[j])
-    for j in range(z.shape[0]):
-        if z[j] != z[j]:  # 1 draw in 1024
-            z[j] = tail_normal(word(key, i0 + j))
+    n = z.shape[0]
+    j0 = 0
+    if (i0 & 1) != 0 and n > 0:  # an odd first index: the low half of its hash
+        u[0] = word(key, i0)
+        j0 = 1
+    c0 = np.uint64(i0 + j0) >> np.uint64(1)
+    for q in range((n - j0) >> 1):
+        h = hash64(key, c0 + np.uint64(q))
+        u[j0 + 2 * q] = np.uint32(h >> np.uint64(32))
+        u[j0 + 2 * q + 1] = np.uint32(h & np.uint64(0xFFFFFFFF))
+    if ((n - j0) & 1) != 0:
+        u[n - 1] = word(key, i0 + n - 1)
+    for j in range(n):
+        z[j] = normal_from_bits(u[j])
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -521,12 +495,12 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
         taps3 = KH == 3 and KW == 3 and stride == 1  # one loop per row for all 9 taps (the usual case)
         mine = scratch[numba.get_thread_id()]  # this worker's planes: no allocation per plane
         qp = mine[:Hp * Wp].reshape(Hp, Wp)  # the DAC outputs, zero-padded
-        qq = mine[Hp * Wp:2 * Hp * Wp].reshape(Hp, Wp)  # their squares (general path)
+        qq = mine[Hp * Wp:2 * Hp * Wp].reshape(Hp, Wp)  # their squares (when read noise is on)
         qp[:padding, :] = _ZERO
         qp[H + padding:, :] = _ZERO
         qp[:, :padding] = _ZERO
         qp[:, W + padding:] = _ZERO
-        if has_var and not taps3:
+        if has_var:
             qq[:padding, :] = _ZERO
             qq[H + padding:, :] = _ZERO
             qq[:, :padding] = _ZERO
@@ -535,7 +509,7 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
             src, dst = x[n, c, iy], qp[iy + padding, padding:padding + W]
             for ix in range(W):
                 dst[ix] = quantise(src[ix], in_L, s_in, b_in)
-            if has_var and not taps3:
+            if has_var:
                 d2 = qq[iy + padding, padding:padding + W]
                 for ix in range(W):
                     d2[ix] = dst[ix] * dst[ix]
@@ -553,11 +527,12 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
                 for i in range(OW):
                     arow[i] = (p0[i] * w0 + p0[i + 1] * w1 + p0[i + 2] * w2 + p1[i] * w3 + p1[i + 1] * w4
                                + p1[i + 2] * w5 + p2[i] * w6 + p2[i + 1] * w7 + p2[i + 2] * w8)
-                if has_var:
+                if has_var:  # the squares were stored with the DAC outputs: the same roundings as (p * p) * r
+                    s0, s1, s2 = qq[oy], qq[oy + 1], qq[oy + 2]
                     for i in range(OW):
-                        vrow[i] = (p0[i] * p0[i] * r0 + p0[i + 1] * p0[i + 1] * r1 + p0[i + 2] * p0[i + 2] * r2
-                                   + p1[i] * p1[i] * r3 + p1[i + 1] * p1[i + 1] * r4 + p1[i + 2] * p1[i + 2] * r5
-                                   + p2[i] * p2[i] * r6 + p2[i + 1] * p2[i + 1] * r7 + p2[i + 2] * p2[i + 2] * r8)
+                        vrow[i] = (s0[i] * r0 + s0[i + 1] * r1 + s0[i + 2] * r2
+                                   + s1[i] * r3 + s1[i + 1] * r4 + s1[i + 2] * r5
+                                   + s2[i] * r6 + s2[i + 1] * r7 + s2[i + 2] * r8)
             else:
                 arow[:] = _ZERO
                 vrow[:] = _ZERO

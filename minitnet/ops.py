@@ -14,6 +14,7 @@ and spin-wait between calls; on a machine whose cores are busy with other work
 pin them (e.g. ``NUMBA_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``) or performance
 collapses.
 """
+import functools
 import operator
 
 import numpy as np
@@ -217,6 +218,13 @@ def _check_size(op, size):
     return s, s
 
 
+@functools.lru_cache(maxsize=64)
+def _bilinear_table(in_size, out_size, align_corners):
+    """``K.bilinear_table``, kept per (in, out, align_corners): a network resizes between the same
+    few sizes at every iteration (private: the arrays are shared, and only read)."""
+    return K.bilinear_table(in_size, out_size, align_corners)
+
+
 def interpolate_bilinear(x, size, *, align_corners=False, out=None):
     """Bilinear resize to ``size``, exactly ``torch.nn.functional.interpolate(x, size=size,
     mode="bilinear", align_corners=align_corners)`` (no antialiasing), up or down.
@@ -237,8 +245,8 @@ def interpolate_bilinear(x, size, *, align_corners=False, out=None):
         raise ShapeError(f"{op}: x must have H, W >= 1, got x.shape={_fmt(x.shape)}")
     out = _get_out(op, out, (N, C, OH, OW), [("x", x)])
     ac = bool(align_corners)
-    iy0, iy1, ly0, ly1 = K.bilinear_table(H, OH, ac)
-    ix0, ix1, lx0, lx1 = K.bilinear_table(W, OW, ac)
+    iy0, iy1, ly0, ly1 = _bilinear_table(H, OH, ac)
+    ix0, ix1, lx0, lx1 = _bilinear_table(W, OW, ac)
     K.upsample_bilinear_nchw(x, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out)
     return out
 
