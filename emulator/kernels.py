@@ -481,7 +481,7 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
 
     Shapes:
       x: (N, C, H, W)  w, rv: (C, KH*KW)  keys: (C,) uint64  kbase: (C,) int64  per-channel params: (C,)
-      residual: (N, C, OH, OW) if has_residual  scratch: (threads, 2*(H + 2*padding)*(W + 2*padding))
+      residual: (N, C, OH, OW) if has_residual  scratch: (threads, 3*(H + 2*padding)*(W + 2*padding))
       out: (N, C, OH, OW)
     """
     N, C, H, W = x.shape
@@ -496,6 +496,7 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
         mine = scratch[numba.get_thread_id()]  # this worker's planes: no allocation per plane
         qp = mine[:Hp * Wp].reshape(Hp, Wp)  # the DAC outputs, zero-padded
         qq = mine[Hp * Wp:2 * Hp * Wp].reshape(Hp, Wp)  # their squares (when read noise is on)
+        zp = mine[2 * Hp * Wp:2 * Hp * Wp + OH * OW]  # the plane's normals (OH*OW <= Hp*Wp)
         qp[:padding, :] = _ZERO
         qp[H + padding:, :] = _ZERO
         qp[:, :padding] = _ZERO
@@ -514,12 +515,13 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
                 for ix in range(W):
                     d2[ix] = dst[ix] * dst[ix]
         vrow = np.empty(OW, np.float32)
-        zrow = np.empty(OW, np.float32)
         w9, r9 = np.zeros(9, np.float32), np.zeros(9, np.float32)
         if taps3:
             w9[:], r9[:] = w[c], rv[c]
         w0, w1, w2, w3, w4, w5, w6, w7, w8 = w9[0], w9[1], w9[2], w9[3], w9[4], w9[5], w9[6], w9[7], w9[8]
         r0, r1, r2, r3, r4, r5, r6, r7, r8 = r9[0], r9[1], r9[2], r9[3], r9[4], r9[5], r9[6], r9[7], r9[8]
+        if has_z:  # the plane's draws in one long loop: from out[n, c, 0, 0]'s
+            draws_into(key_c, kbase[c] + n * OH * OW, zp)
         for oy in range(OH):
             arow = out[n, c, oy]  # seek to out[n, c, oy, :]: accumulate the dot here
             if taps3:  # the sums of the general loop below, in its order (taps row by row), in registers
@@ -554,8 +556,8 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
                         if has_var:
                             for i in range(OW):
                                 vrow[i] += sq_row[i * stride + kx] * rk
-            if has_z:  # the draws apart, then one branch-free loop per case (each vectorises)
-                draws_into(key_c, kbase[c] + (n * OH + oy) * OW, zrow)  # from out[n, c, oy, 0]'s
+            if has_z:  # the plane's draws, then one branch-free loop per case (each vectorises)
+                zrow = zp[oy * OW:(oy + 1) * OW]
                 if has_var:
                     for ox in range(OW):
                         arow[ox] += zrow[ox] * np.sqrt(vrow[ox] + av_c)
@@ -684,15 +686,17 @@ def conv_dense_taps_nchw(x, KH, KW, padding, in_L, plane_ch, plane_piece, piece_
             for t in range(nt):
                 c0, cols = ti[t, 2], ti[t, 3] - ti[t, 2]
                 tv = (ti[t, 7] & 1) != 0
-                beta = 0.0
-                for k in range(KK):
-                    a, bb, woff, brow = tt[t, k, 0], tt[t, k, 1], tt[t, k, 2], tt[t, k, 3]
-                    if bb <= a:
-                        continue
-                    off = brow * S + (oy0 + k // KW) * Wp + k % KW
-                    sgemm_rm(cols, m, bb - a, wt, woff, bb - a, pf, off, S, y, c0 * m, m, beta)
-                    if tv:
-                        sgemm_rm(cols, m, bb - a, rvt, woff, bb - a, qf, off, S, var, c0 * m, m, beta)
-                    beta = 1.0
+                for prod in range(2 if tv else 1):  # the signal's taps, then the variance's
+                    beta = 0.0
+                    for k in range(KK):
+                        a, bb, woff, brow = tt[t, k, 0], tt[t, k, 1], tt[t, k, 2], tt[t, k, 3]
+                        if bb <= a:
+                            continue
+                        off = brow * S + (oy0 + k // KW) * Wp + k % KW
+                        if prod == 0:
+                            sgemm_rm(cols, m, bb - a, wt, woff, bb - a, pf, off, S, y, c0 * m, m, beta)
+                        else:
+                            sgemm_rm(cols, m, bb - a, rvt, woff, bb - a, qf, off, S, var, c0 * m, m, beta)
+                        beta = 1.0
                 tile_epilogue_nchw(y, var, c0, cols, m, Wp, OW, ti[t], tf[t], keys[t], out_L, b, rf,
                                    has_residual, act, p0, N * OH * OW, o0, OH * OW, of)

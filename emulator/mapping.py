@@ -519,7 +519,7 @@ def _workers() -> int:
 
 
 def _dw_scratch(x, padding, pool=None):
-    return _empty((_workers(), 2 * (x.shape[2] + 2 * padding) * (x.shape[3] + 2 * padding)), pool)
+    return _empty((_workers(), 3 * (x.shape[2] + 2 * padding) * (x.shape[3] + 2 * padding)), pool)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -534,12 +534,18 @@ class _Emulated:
         self.chip, self.rng = chip, rng
         self.pool = chip._pool
 
-    def _exec(self, graph, nd, lname, args, res):
+    _PLACED_OPS = frozenset({"affine", "resize"})  # convs come from the chip's own buffers
+
+    def _alloc(self, shape):
+        return self.pool.empty(shape)
+
+    def _exec(self, graph, nd, lname, args, res, out=None):
         if nd.op == "conv":
             return self.chip._conv(lname, args[0], res, nd.act, self.rng, self.pool)
         if nd.op == "maxpool" and nd.attrs["kernel_size"] == 1:
             return args[0]
-        out = self.pool.empty((args[0].shape[0], *nd.shape))
+        if out is None:
+            out = self.pool.empty((args[0].shape[0], *nd.shape))
         return self.chip.net._exec(graph, nd, lname, args, res, out)  # digital: the engine's exact ops
 
 
@@ -551,10 +557,13 @@ class _Observed:
     def __init__(self, net: ItNet, observe):
         self.net, self.observe = net, observe
 
-    def _exec(self, graph, nd, lname, args, res):
+    _PLACED_OPS = ItNet._PLACED_OPS
+    _alloc = ItNet._alloc
+
+    def _exec(self, graph, nd, lname, args, res, out=None):
         if nd.op == "conv":
             self.observe(lname, args[0])
-        return self.net._exec(graph, nd, lname, args, res)
+        return self.net._exec(graph, nd, lname, args, res, out)
 
 
 def _relative_state_error(emu: dict, ref: dict) -> float:

@@ -151,17 +151,50 @@ class ItNet:
         return x
 
     # -- running ---------------------------------------------------------------------
+    #: ops whose ``_exec`` writes into the ``out`` it is given (a channel slice of a concat)
+    _PLACED_OPS = frozenset({"conv", "affine", "resize"})
+
+    def _alloc(self, shape) -> np.ndarray:
+        """A float32 array for a node's output (the emulator hands out recycled ones)."""
+        return np.empty(shape, np.float32)
+
     def _run_block(self, graph: Graph, nodes, values: dict, n: int, alias: dict | None = None):
+        """Run ``nodes`` in order on ``values`` (updated and returned). A concat's inputs made
+        in the block by a placed op are written straight into their channel slice of the
+        concat's output (a view; with one image the slice is contiguous), so the concat copies
+        only the others."""
         def get(name):
             if alias and name in alias and name not in values:
                 name = alias[name]
             return values[name]
 
+        nodes = list(nodes)
+        slots = _concat_slots(nodes, self._PLACED_OPS, lambda name: get(name).shape[1])
+        cats: dict = {}      # concat name -> its output, allocated when its first input is placed
+        placed: set = set()  # values already in their concat's slice
         for nd in nodes:
             args = [get(i) for i in nd.inputs]
             lname = graph.layer_name(nd, n)
             res = get(nd.residual) if nd.residual else None
-            values[nd.name] = self._exec(graph, nd, lname, args, res)
+            out = None
+            if nd.name in slots:
+                cat, c0, c1 = slots[nd.name]
+                if cat.name not in cats:
+                    cats[cat.name] = self._alloc((args[0].shape[0], *cat.shape))
+                out = cats[cat.name][:, c0:c1]
+                if not out.flags.c_contiguous:  # several images: the kernels want contiguous outputs
+                    out = None
+            if nd.op == "concat" and nd.name in cats:
+                buf, c0 = cats.pop(nd.name), 0
+                for i, a in zip(nd.inputs, args):
+                    if i not in placed:
+                        buf[:, c0:c0 + a.shape[1]] = a
+                    c0 += a.shape[1]
+                values[nd.name] = buf
+                continue
+            values[nd.name] = self._exec(graph, nd, lname, args, res, out)
+            if out is not None and values[nd.name] is out:
+                placed.add(nd.name)
         return values
 
     def _exec(self, graph: Graph, nd: Node, lname, args, res, out=None):
@@ -285,6 +318,26 @@ def walk(runner, g: Graph, x: np.ndarray, last: int, heads: bool = True):
             del values
             logits = runner._run_block(g, g.head, dict(state), n)["logits"] if n in hs else None
         yield n, state, logits
+
+
+def _concat_slots(nodes, placeable, channels) -> dict:
+    """{value: (concat node, c0, c1)} for the inputs of the concats in ``nodes`` that a node
+    of the block makes with an op in ``placeable``: channels c0..c1 of the concat's output.
+    Each value gets at most one slot (its first concat; an input listed twice is copied the
+    second time). ``channels(name)``: the channel count of a value made outside the block."""
+    made = {nd.name: nd for nd in nodes}
+    slots: dict = {}
+    for nd in nodes:
+        if nd.op != "concat":
+            continue
+        c0 = 0
+        for i in nd.inputs:
+            p = made.get(i)
+            c = p.shape[0] if p is not None else channels(i)
+            if p is not None and p.op in placeable and i not in slots and p.shape[1:] == nd.shape[1:]:
+                slots[i] = (nd, c0, c0 + c)
+            c0 += c
+    return slots
 
 
 def _exclusive():

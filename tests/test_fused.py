@@ -359,3 +359,37 @@ def test_runs_in_two_python_threads():
         for run in got[i]:
             for a, b in zip(run, want[i]):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_reference_executor_places_concat_inputs_in_their_slices():
+    # the node-by-node executor writes a concat's block-made inputs (resize, affine, conv) into their
+    # channel slices of its output; inputs from outside the block (the state) are copied
+    cfg = ItNetConfig(levels=3, blocks=1, iterations=2, width=12)
+    rng = np.random.default_rng(5)
+    net = ItNet(cfg, random_tensors(cfg, rng))
+    g = net.graph(40, 48)
+    body = list(g.body_nodes(2))
+    shapes = {nd.name: nd.shape for nd in body}
+    slots = E._concat_slots(body, ItNet._PLACED_OPS, lambda name: 4)
+    for nd in body:
+        if nd.op != "concat":
+            continue
+        c0 = 0
+        for i in nd.inputs:
+            c = shapes[i][0] if i in shapes else 4
+            if i in shapes:
+                assert slots[i] == (nd, c0, c0 + c), f"{i} of {nd.name}"
+            else:
+                assert i not in slots
+            c0 += c
+        assert c0 == nd.shape[0]
+    # placed or copied, the values are those of ops.concat (one image: placed; two: copied)
+    for B in (1, 2):
+        x = rng.normal(0, 1, (B, 3, 40, 48)).astype(F32)
+        values = net._run_block(g, g.data, {"image": x}, 0)
+        state = {f"state.{l}": values[name] for l, name in enumerate(g.init)}
+        got = net._run_block(g, g.body_nodes(1), dict(state), 1, g.first_alias)
+        for nd in g.body_nodes(1):
+            if nd.op == "concat":
+                args = [got[g.first_alias.get(i, i)] if i not in got else got[i] for i in nd.inputs]
+                np.testing.assert_array_equal(got[nd.name], ops.concat(args), f"B={B} {nd.name}")
