@@ -338,28 +338,25 @@ def tile_epilogue_nchw(y, var, col0, cols, m, Wp, OW, ti, tf, key, out_L, b, res
     first, last, has_var, has_z = ti[5] != 0, ti[6] != 0, (ti[7] & 1) != 0, (ti[7] & 2) != 0
     adc_std, adc_var, step, bound, scale = tf[0], tf[1], tf[2], tf[3], tf[4]
     run, runs = (m, 1) if Wp == OW else (OW, m // Wp)  # contiguous output pixels: one run
-    z = np.empty(_BLOCK, np.float32)
+    u = np.empty(_BLOCK, np.uint32)
     for c in range(cols):  # serial: a chunk's worker runs it (chunks are the parallel axis)
         co = col0 + c
         for j in range(runs):
             yo, oo = co * m + j * Wp, o0 + co * OHW + j * OW
             o = out[oo:oo + run]
             r = residual[oo:oo + run] if has_residual else o
-            for j0 in range(0, run, _BLOCK):  # blocks: the normals (table reads) apart, the arithmetic vectorises
+            for j0 in range(0, run, _BLOCK):  # blocks: the words apart, then one vectorised loop per case
                 j1 = min(j0 + _BLOCK, run)
                 if has_z:
-                    draws_into(key, c * P + p0 + j * OW + j0, z[:j1 - j0])
-                adc_block(y[yo + j0:yo + j1], var[yo + j0:yo + j1], z, has_var, has_z, adc_std, adc_var,
+                    words_into(key, c * P + p0 + j * OW + j0, u[:j1 - j0])
+                adc_block(y[yo + j0:yo + j1], var[yo + j0:yo + j1], u, has_var, has_z, adc_std, adc_var,
                           out_L, step, bound, scale, first, last, b[co], r[j0:j1], has_residual, act, o[j0:j1])
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def draws_into(key, i0, z):
-    """z[j] = normal_from_bits(word(key, i0 + j)): a block's normals, apart from the arithmetic.
-    Two loops: the words, two per hash (vectorised), into z's memory, then the transform in place
-    (vectorised: eight table lines gathered at a time)."""
-    u = z.view(np.uint32)
-    n = z.shape[0]
+def words_into(key, i0, u):
+    """u[j] = word(key, i0 + j), two words per hash (vectorised)."""
+    n = u.shape[0]
     j0 = 0
     if (i0 & 1) != 0 and n > 0:  # an odd first index: the low half of its hash
         u[0] = word(key, i0)
@@ -371,28 +368,46 @@ def draws_into(key, i0, z):
         u[j0 + 2 * q + 1] = np.uint32(h & np.uint64(0xFFFFFFFF))
     if ((n - j0) & 1) != 0:
         u[n - 1] = word(key, i0 + n - 1)
-    for j in range(n):
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def draws_into(key, i0, z):
+    """z[j] = normal_from_bits(word(key, i0 + j)): the words into z's memory, then the transform
+    in place (vectorised: eight table lines gathered at a time)."""
+    u = z.view(np.uint32)
+    words_into(key, i0, u)
+    for j in range(z.shape[0]):
         z[j] = normal_from_bits(u[j])
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def adc_block(y, var, z, has_var, has_z, adc_std, adc_var, L, step, bound, scale, first, last, bias, r,
+def adc_block(y, var, u, has_var, has_z, adc_std, adc_var, L, step, bound, scale, first, last, bias, r,
               has_residual, act, o):
-    """o = [act(] [o +] quantise(y [+ z * std]) * scale [+ bias (+ r))]: ``tile_epilogue_nchw`` on one block.
+    """o = [act(] [o +] quantise(y [+ z * std]) * scale [+ bias (+ r))]: ``tile_epilogue_nchw`` on one block,
+    z = normal_from_bits(u) (the words' transform done in the same loop: no store and reload of z).
     One simple loop per case (flags tested outside the loops), so each vectorises."""
     n = o.shape[0]
-    if first:
-        for j in range(n):
-            o[j] = _ZERO
     if has_var:
-        for j in range(n):
-            o[j] += quantise(y[j] + z[j] * np.sqrt(var[j] + adc_var), L, step, bound) * scale
+        if first:
+            for j in range(n):
+                o[j] = quantise(y[j] + normal_from_bits(u[j]) * np.sqrt(var[j] + adc_var), L, step, bound) * scale
+        else:
+            for j in range(n):
+                o[j] += quantise(y[j] + normal_from_bits(u[j]) * np.sqrt(var[j] + adc_var), L, step, bound) * scale
     elif has_z:
-        for j in range(n):
-            o[j] += quantise(y[j] + z[j] * adc_std, L, step, bound) * scale
+        if first:
+            for j in range(n):
+                o[j] = quantise(y[j] + normal_from_bits(u[j]) * adc_std, L, step, bound) * scale
+        else:
+            for j in range(n):
+                o[j] += quantise(y[j] + normal_from_bits(u[j]) * adc_std, L, step, bound) * scale
     else:
-        for j in range(n):
-            o[j] += quantise(y[j], L, step, bound) * scale
+        if first:
+            for j in range(n):
+                o[j] = quantise(y[j], L, step, bound) * scale
+        else:
+            for j in range(n):
+                o[j] += quantise(y[j], L, step, bound) * scale
     if last:
         if has_residual:
             for j in range(n):
@@ -496,7 +511,7 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
         mine = scratch[numba.get_thread_id()]  # this worker's planes: no allocation per plane
         qp = mine[:Hp * Wp].reshape(Hp, Wp)  # the DAC outputs, zero-padded
         qq = mine[Hp * Wp:2 * Hp * Wp].reshape(Hp, Wp)  # their squares (when read noise is on)
-        zp = mine[2 * Hp * Wp:2 * Hp * Wp + OH * OW]  # the plane's normals (OH*OW <= Hp*Wp)
+        up = mine[2 * Hp * Wp:2 * Hp * Wp + OH * OW].view(np.uint32)  # the plane's words (OH*OW <= Hp*Wp)
         qp[:padding, :] = _ZERO
         qp[H + padding:, :] = _ZERO
         qp[:, :padding] = _ZERO
@@ -520,8 +535,8 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
             w9[:], r9[:] = w[c], rv[c]
         w0, w1, w2, w3, w4, w5, w6, w7, w8 = w9[0], w9[1], w9[2], w9[3], w9[4], w9[5], w9[6], w9[7], w9[8]
         r0, r1, r2, r3, r4, r5, r6, r7, r8 = r9[0], r9[1], r9[2], r9[3], r9[4], r9[5], r9[6], r9[7], r9[8]
-        if has_z:  # the plane's draws in one long loop: from out[n, c, 0, 0]'s
-            draws_into(key_c, kbase[c] + n * OH * OW, zp)
+        if has_z:  # the plane's words in one long loop: from out[n, c, 0, 0]'s
+            words_into(key_c, kbase[c] + n * OH * OW, up)
         for oy in range(OH):
             arow = out[n, c, oy]  # seek to out[n, c, oy, :]: accumulate the dot here
             if taps3:  # the sums of the general loop below, in its order (taps row by row), in registers
@@ -556,14 +571,14 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
                         if has_var:
                             for i in range(OW):
                                 vrow[i] += sq_row[i * stride + kx] * rk
-            if has_z:  # the plane's draws, then one branch-free loop per case (each vectorises)
-                zrow = zp[oy * OW:(oy + 1) * OW]
+            if has_z:  # the normals from the plane's words, in one branch-free loop per case (each vectorises)
+                urow = up[oy * OW:(oy + 1) * OW]
                 if has_var:
                     for ox in range(OW):
-                        arow[ox] += zrow[ox] * np.sqrt(vrow[ox] + av_c)
+                        arow[ox] += normal_from_bits(urow[ox]) * np.sqrt(vrow[ox] + av_c)
                 else:
                     for ox in range(OW):
-                        arow[ox] += zrow[ox] * sd_c
+                        arow[ox] += normal_from_bits(urow[ox]) * sd_c
             for ox in range(OW):
                 arow[ox] = quantise(arow[ox], out_L, s_out, b_out) * sc + bias
             if has_residual:
