@@ -481,7 +481,7 @@ def conv_dense_tiles_nchw(x, KH, KW, stride, padding, in_L, row_step, row_bound,
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase, has_z, adc_std,
                          adc_var, out_L, out_step, out_bound, scale, b, residual, has_residual, act, KH, KW, stride,
-                         padding, scratch, out):
+                         padding, nb, scratch, out):
     """A depthwise layer on block-diagonal tiles, each plane through its tile's DAC first.
 
     Column c of its tile sees only its own KH*KW taps (the diagonal block), so each
@@ -490,9 +490,15 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
     and the drift scale of c's tile; then digitally + b[c] (+ residual) and act. The normal
     of pixel p = (n*OH + oy)*OW + ox is draw kbase[c] + p of its tile's batch ``keys[c]``:
     kbase[c] = (c - c0) * N*OH*OW for a tile of channels c0.. (``mvm``'s (P, channels)
-    draw, transposed). Each plane is quantised into a zero-padded buffer of its thread,
-    so every tap's row loop has the same length; a 3x3 stride-1 layer sums its 9 taps (and
-    the variance's) in one loop per output row, in registers, in the general loop's order.
+    draw, transposed).
+
+    The parallel axis is ``nb`` bands of output rows per image (all channels of a band on
+    one worker), as the dense layers' chunks of rows: with the static schedule, a worker
+    reads the rows it wrote in the expand conv before and writes those the project conv
+    after reads, in its own cache. Per band and channel, the input rows it needs (halo
+    included) are quantised into a zero-padded buffer of its thread, so every tap's row
+    loop has the same length; a 3x3 stride-1 layer sums its 9 taps (and the variance's)
+    in one loop per output row, in registers, in the general loop's order.
 
     Shapes:
       x: (N, C, H, W)  w, rv: (C, KH*KW)  keys: (C,) uint64  kbase: (C,) int64  per-channel params: (C,)
@@ -502,92 +508,94 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     Hp, Wp = H + 2 * padding, W + 2 * padding
-    for t in prange(N * C):
-        n, c = t // C, t % C
-        av_c, sd_c, s_out, b_out, sc, bias = adc_var[c], adc_std[c], out_step[c], out_bound[c], scale[c], b[c]
-        s_in, b_in = in_step[c], in_bound[c]
-        key_c = keys[c]
-        taps3 = KH == 3 and KW == 3 and stride == 1  # one loop per row for all 9 taps (the usual case)
-        mine = scratch[numba.get_thread_id()]  # this worker's planes: no allocation per plane
-        qp = mine[:Hp * Wp].reshape(Hp, Wp)  # the DAC outputs, zero-padded
-        qq = mine[Hp * Wp:2 * Hp * Wp].reshape(Hp, Wp)  # their squares (when read noise is on)
-        up = mine[2 * Hp * Wp:2 * Hp * Wp + OH * OW].view(np.uint32)  # the plane's words (OH*OW <= Hp*Wp)
-        qp[:padding, :] = _ZERO
-        qp[H + padding:, :] = _ZERO
-        qp[:, :padding] = _ZERO
-        qp[:, W + padding:] = _ZERO
-        if has_var:
-            qq[:padding, :] = _ZERO
-            qq[H + padding:, :] = _ZERO
-            qq[:, :padding] = _ZERO
-            qq[:, W + padding:] = _ZERO
-        for iy in range(H):
-            src, dst = x[n, c, iy], qp[iy + padding, padding:padding + W]
-            for ix in range(W):
-                dst[ix] = quantise(src[ix], in_L, s_in, b_in)
-            if has_var:
-                d2 = qq[iy + padding, padding:padding + W]
-                for ix in range(W):
-                    d2[ix] = dst[ix] * dst[ix]
+    taps3 = KH == 3 and KW == 3 and stride == 1  # one loop per row for all 9 taps (the usual case)
+    for job in prange(N * nb):
+        n, band = job // nb, job % nb
+        oy0, oy1 = band * OH // nb, (band + 1) * OH // nb
+        py0 = oy0 * stride  # the band's padded-input rows: py0 .. py0 + rows - 1
+        rows = (oy1 - 1) * stride + KH - py0 if oy1 > oy0 else 0
+        mine = scratch[numba.get_thread_id()]  # this worker's buffers: no allocation per band
+        qp = mine[:rows * Wp].reshape(rows, Wp)  # the DAC outputs, zero-padded (rows <= Hp)
+        qq = mine[Hp * Wp:Hp * Wp + rows * Wp].reshape(rows, Wp)  # their squares (when read noise is on)
+        up = mine[2 * Hp * Wp:2 * Hp * Wp + (oy1 - oy0) * OW].view(np.uint32)  # the band's words
         vrow = np.empty(OW, np.float32)
         w9, r9 = np.zeros(9, np.float32), np.zeros(9, np.float32)
-        if taps3:
-            w9[:], r9[:] = w[c], rv[c]
-        w0, w1, w2, w3, w4, w5, w6, w7, w8 = w9[0], w9[1], w9[2], w9[3], w9[4], w9[5], w9[6], w9[7], w9[8]
-        r0, r1, r2, r3, r4, r5, r6, r7, r8 = r9[0], r9[1], r9[2], r9[3], r9[4], r9[5], r9[6], r9[7], r9[8]
-        if has_z:  # the plane's words in one long loop: from out[n, c, 0, 0]'s
-            words_into(key_c, kbase[c] + n * OH * OW, up)
-        for oy in range(OH):
-            arow = out[n, c, oy]  # seek to out[n, c, oy, :]: accumulate the dot here
-            if taps3:  # the sums of the general loop below, in its order (taps row by row), in registers
-                p0, p1, p2 = qp[oy], qp[oy + 1], qp[oy + 2]
-                for i in range(OW):
-                    arow[i] = (p0[i] * w0 + p0[i + 1] * w1 + p0[i + 2] * w2 + p1[i] * w3 + p1[i + 1] * w4
-                               + p1[i + 2] * w5 + p2[i] * w6 + p2[i + 1] * w7 + p2[i + 2] * w8)
-                if has_var:  # the squares were stored with the DAC outputs: the same roundings as (p * p) * r
-                    s0, s1, s2 = qq[oy], qq[oy + 1], qq[oy + 2]
-                    for i in range(OW):
-                        vrow[i] = (s0[i] * r0 + s0[i + 1] * r1 + s0[i + 2] * r2
-                                   + s1[i] * r3 + s1[i + 1] * r4 + s1[i + 2] * r5
-                                   + s2[i] * r6 + s2[i + 1] * r7 + s2[i + 2] * r8)
-            else:
-                arow[:] = _ZERO
-                vrow[:] = _ZERO
-            for ky in range(0 if taps3 else KH):
-                src_row, sq_row = qp[oy * stride + ky], qq[oy * stride + ky if has_var else 0]
-                for kx in range(KW):
-                    wk, rk = w[c, ky * KW + kx], rv[c, ky * KW + kx]
-                    if stride == 1:  # a constant stride vectorises
-                        src = src_row[kx:kx + OW]
-                        for i in range(OW):
-                            arow[i] += src[i] * wk
-                        if has_var:
-                            sq = sq_row[kx:kx + OW]
-                            for i in range(OW):
-                                vrow[i] += sq[i] * rk
-                    else:
-                        for i in range(OW):
-                            arow[i] += src_row[i * stride + kx] * wk
-                        if has_var:
-                            for i in range(OW):
-                                vrow[i] += sq_row[i * stride + kx] * rk
-            if has_z:  # the normals from the plane's words, in one branch-free loop per case (each vectorises)
-                urow = up[oy * OW:(oy + 1) * OW]
-                if has_var:
-                    for ox in range(OW):
-                        arow[ox] += normal_from_bits(urow[ox]) * np.sqrt(vrow[ox] + av_c)
+        for c in range(C if rows > 0 else 0):
+            av_c, sd_c, s_out, b_out, sc, bias = adc_var[c], adc_std[c], out_step[c], out_bound[c], scale[c], b[c]
+            s_in, b_in = in_step[c], in_bound[c]
+            for lr in range(rows):
+                iy = py0 + lr - padding
+                dst = qp[lr]
+                if iy < 0 or iy >= H:
+                    dst[:] = _ZERO
                 else:
+                    dst[:padding] = _ZERO
+                    dst[padding + W:] = _ZERO
+                    src, d = x[n, c, iy], dst[padding:padding + W]
+                    for ix in range(W):
+                        d[ix] = quantise(src[ix], in_L, s_in, b_in)
+                if has_var:
+                    d2 = qq[lr]
+                    for ix in range(Wp):
+                        d2[ix] = dst[ix] * dst[ix]
+            if taps3:
+                w9[:], r9[:] = w[c], rv[c]
+            w0, w1, w2, w3, w4, w5, w6, w7, w8 = w9[0], w9[1], w9[2], w9[3], w9[4], w9[5], w9[6], w9[7], w9[8]
+            r0, r1, r2, r3, r4, r5, r6, r7, r8 = r9[0], r9[1], r9[2], r9[3], r9[4], r9[5], r9[6], r9[7], r9[8]
+            if has_z:  # the band's words in one long loop: from out[n, c, oy0, 0]'s
+                words_into(keys[c], kbase[c] + (n * OH + oy0) * OW, up)
+            for oy in range(oy0, oy1):
+                lo = oy * stride - py0  # the buffer row of tap row 0
+                arow = out[n, c, oy]  # seek to out[n, c, oy, :]: accumulate the dot here
+                if taps3:  # the sums of the general loop below, in its order (taps row by row), in registers
+                    p0, p1, p2 = qp[lo], qp[lo + 1], qp[lo + 2]
+                    for i in range(OW):
+                        arow[i] = (p0[i] * w0 + p0[i + 1] * w1 + p0[i + 2] * w2 + p1[i] * w3 + p1[i + 1] * w4
+                                   + p1[i + 2] * w5 + p2[i] * w6 + p2[i + 1] * w7 + p2[i + 2] * w8)
+                    if has_var:  # the squares were stored with the DAC outputs: the same roundings as (p * p) * r
+                        s0, s1, s2 = qq[lo], qq[lo + 1], qq[lo + 2]
+                        for i in range(OW):
+                            vrow[i] = (s0[i] * r0 + s0[i + 1] * r1 + s0[i + 2] * r2
+                                       + s1[i] * r3 + s1[i + 1] * r4 + s1[i + 2] * r5
+                                       + s2[i] * r6 + s2[i + 1] * r7 + s2[i + 2] * r8)
+                else:
+                    arow[:] = _ZERO
+                    vrow[:] = _ZERO
+                for ky in range(0 if taps3 else KH):
+                    src_row, sq_row = qp[lo + ky], qq[lo + ky if has_var else 0]
+                    for kx in range(KW):
+                        wk, rk = w[c, ky * KW + kx], rv[c, ky * KW + kx]
+                        if stride == 1:  # a constant stride vectorises
+                            src = src_row[kx:kx + OW]
+                            for i in range(OW):
+                                arow[i] += src[i] * wk
+                            if has_var:
+                                sq = sq_row[kx:kx + OW]
+                                for i in range(OW):
+                                    vrow[i] += sq[i] * rk
+                        else:
+                            for i in range(OW):
+                                arow[i] += src_row[i * stride + kx] * wk
+                            if has_var:
+                                for i in range(OW):
+                                    vrow[i] += sq_row[i * stride + kx] * rk
+                if has_z:  # the normals from the band's words, in one branch-free loop per case (each vectorises)
+                    urow = up[(oy - oy0) * OW:(oy - oy0 + 1) * OW]
+                    if has_var:
+                        for ox in range(OW):
+                            arow[ox] += normal_from_bits(urow[ox]) * np.sqrt(vrow[ox] + av_c)
+                    else:
+                        for ox in range(OW):
+                            arow[ox] += normal_from_bits(urow[ox]) * sd_c
+                for ox in range(OW):
+                    arow[ox] = quantise(arow[ox], out_L, s_out, b_out) * sc + bias
+                if has_residual:
+                    rrow = residual[n, c, oy]
                     for ox in range(OW):
-                        arow[ox] += normal_from_bits(urow[ox]) * sd_c
-            for ox in range(OW):
-                arow[ox] = quantise(arow[ox], out_L, s_out, b_out) * sc + bias
-            if has_residual:
-                rrow = residual[n, c, oy]
-                for ox in range(OW):
-                    arow[ox] += rrow[ox]
-            if act != 0:
-                for ox in range(OW):
-                    arow[ox] = act_value(arow[ox], act)
+                        arow[ox] += rrow[ox]
+                if act != 0:
+                    for ox in range(OW):
+                        arow[ox] = act_value(arow[ox], act)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)

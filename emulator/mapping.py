@@ -509,13 +509,19 @@ def _conv_depthwise(pl: ProgrammedLayer, pk: _DepthwisePack, x, residual, act, r
                            pk.adc_std,
                            pk.adc_var, pk.out_L, pk.out_step, pk.out_bound, pk.scale, pl.bias,
                            residual if has_res else _NO_RESIDUAL, has_res, act, kh, kw, lay.stride, lay.padding,
-                           _dw_scratch(x, lay.padding, pool), out)
+                           _dw_bands(OH), _dw_scratch(x, lay.padding, pool), out)
     return out
 
 
 def _workers() -> int:
     """Rows of per-worker scratch: numba's thread ids run below its configured maximum."""
     return numba.config.NUMBA_NUM_THREADS
+
+
+def _dw_bands(OH: int) -> int:
+    """Bands of output rows per image of a depthwise layer: one per worker (the dense layers'
+    chunks of rows fall to the workers in the same halves under the static schedule)."""
+    return max(1, min(OH, numba.get_num_threads()))
 
 
 def _dw_scratch(x, padding, pool=None):
@@ -702,8 +708,8 @@ class Chip:
             K.depthwise_tiles_nchw(x, pk.in_L, pk.in_step, pk.in_bound, pk.w, pk.rv, False, np.zeros(C, np.uint64),
                                    np.zeros(C, np.int64), False,
                                    zeros, zeros, 0, ones, np.full(C, _INF), ones, zeros,
-                                   _NO_RESIDUAL, False, 0, kh, kw, 1, pl.layer.padding, _dw_scratch(x, pl.layer.padding),
-                                   y)
+                                   _NO_RESIDUAL, False, 0, kh, kw, 1, pl.layer.padding, _dw_bands(OH),
+                                   _dw_scratch(x, pl.layer.padding), y)
             return mi, np.abs(y).max(axis=(0, 2, 3))
         mi, mo = np.zeros(C, np.float32), np.zeros(C, np.float32)
         K.depthwise_absmax(x, kh, kw, pl.layer.stride, pl.layer.padding, OH, OW, pk.in_L, pk.in_step, pk.in_bound,

@@ -168,7 +168,8 @@ def test_depthwise_layer_equals_block_diagonal_tile_mvm(monkeypatch):
 
 
 @pytest.mark.parametrize("k,stride,padding", [(3, 1, 1), (3, 2, 1), (5, 1, 2), (1, 1, 0)])
-def test_depthwise_kernel_shapes_against_numpy(k, stride, padding):
+@pytest.mark.parametrize("nb", [1, 3])
+def test_depthwise_kernel_shapes_against_numpy(k, stride, padding, nb):
     # the 3x3 stride-1 fast path and the general tap loop: DAC, taps, read-noise variance (through
     # the ADC-input noise being off and the variance feeding a fixed z: checked as the noisy output
     # with z recovered from the same draws), ADC, bias, act -- against a NumPy loop over taps
@@ -187,7 +188,7 @@ def test_depthwise_kernel_shapes_against_numpy(k, stride, padding):
     got = np.empty((N, C, OH, OW), np.float32)
     K.depthwise_tiles_nchw(x, 127, in_step, in_bound, w, rv, True, keys, kbase, True, zeros, zeros, 127, out_step,
                            out_bound, scale, b, np.zeros((1, 1, 1, 1), np.float32), False, 2, k, k, stride, padding,
-                           mapping._dw_scratch(x, padding), got)
+                           nb, mapping._dw_scratch(x, padding), got)  # nb bands of output rows per image
     xq = np.clip(np.clip(np.rint(x / 0.02), -127, 127) * np.float32(0.02), -2, 2).astype(np.float32)
     xp = np.pad(xq, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     a = np.zeros((N, C, OH, OW), np.float64)
