@@ -107,3 +107,28 @@ def test_init_from_exported_weights(tiny_data, tmp_path):
                                           str(tmp_path / "a" / "best.h5")))
     with pytest.raises(SystemExit, match="differs"):
         Trainer(bad).init_from(bad.init)
+
+
+def test_device_choice_is_checked():
+    from minitnet.torch.train import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    for bad in ("tpu", "not a device"):
+        with pytest.raises(SystemExit, match="expected cpu, cuda"):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="sees no CUDA device"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs where one is lent)")
+def test_cuda_run_resumes_on_cpu(tiny_data, tmp_path):
+    # a run on the GPU leaves a checkpoint and an export that load on the CPU
+    out = tmp_path / "run"
+    main(_args(tiny_data, out, "--epochs", "1", "--device", "cuda", "--bf16", "--channels-last"))
+    args = build_parser().parse_args(_args(tiny_data, out, "--epochs", "2", "--resume"))
+    t = Trainer(args)
+    t.train()
+    assert t.epoch == 2 and next(t.model.parameters()).device.type == "cpu"
+    assert minitnet.load(out / "best.h5").config.width == 8

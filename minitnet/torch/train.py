@@ -40,7 +40,27 @@ from ..weights import CAMVID_NORMALISATION
 from .export import export_hdf5
 from .model import TorchItNet
 
-__all__ = ["output_weights", "Trainer", "main"]
+__all__ = ["output_weights", "resolve_device", "Trainer", "main"]
+
+
+def resolve_device(spec: str) -> torch.device:
+    """The torch device of ``--device``: cpu, cuda, cuda:N, or auto (cuda when available, else cpu)."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError) as e:
+        raise SystemExit(f"--device {spec!r}: not a device ({e}); expected cpu, cuda, cuda:N or auto") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise SystemExit(f"--device {spec!r}: expected cpu, cuda, cuda:N or auto")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {spec!r}: this torch ({torch.__version__}) sees no CUDA device; "
+                             "use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SystemExit(f"--device {spec!r}: only {torch.cuda.device_count()} CUDA device(s)")
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest convs once
+    return dev
 
 
 def output_weights(spec: str, heads: tuple[int, ...]) -> np.ndarray:
@@ -98,10 +118,12 @@ class Trainer:
         self.cfg = ItNetConfig(levels=a.levels, blocks=a.blocks, iterations=a.iterations, width=a.width,
                                classes=a.classes, shared=not a.independent,
                                heads=tuple(int(h) for h in a.heads.split(",")) if a.heads else None)
+        self.device = resolve_device(a.device)
         self.model = TorchItNet(self.cfg, dropout=a.dropout)
         self.memory_format = torch.channels_last if a.channels_last else torch.contiguous_format
-        self.model = self.model.to(memory_format=self.memory_format)
-        self.a_n = torch.tensor(output_weights(a.loss_weights, self.cfg.head_iterations), dtype=torch.float32)
+        self.model = self.model.to(self.device, memory_format=self.memory_format)
+        self.a_n = torch.tensor(output_weights(a.loss_weights, self.cfg.head_iterations), dtype=torch.float32,
+                                device=self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=a.lr, betas=(0.9, 0.999), weight_decay=a.weight_decay)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=self.milestones(), gamma=0.1)
         self.rng = np.random.default_rng(a.seed)
@@ -154,8 +176,8 @@ class Trainer:
     # -- data ------------------------------------------------------------------
     def to_tensor(self, imgs):
         x = imgs.astype(np.float32) * self.scale + self.offset
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).contiguous(
-            memory_format=self.memory_format)
+        t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        return t.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
 
     def batches(self):
         """One epoch of (x, y) batches: shuffled, random crop and flip, from self.rng."""
@@ -177,7 +199,7 @@ class Trainer:
                     img, lab = img[:, ::-1], lab[:, ::-1]
                 xs.append(img)
                 ys.append(lab)
-            yield self.to_tensor(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.int64))
+            yield self.to_tensor(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.int64)).to(self.device)
 
     # -- steps -----------------------------------------------------------------
     def loss(self, outs, y):
@@ -187,7 +209,7 @@ class Trainer:
 
     def step(self, x, y):
         self.model.train()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.args.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
             outs = self.model(x)
         loss = self.loss(outs, y)
         self.opt.zero_grad(set_to_none=True)
@@ -205,7 +227,7 @@ class Trainer:
             x = self.to_tensor(self.val_x[i:i + bs])
             y = self.val_y[i:i + bs]
             for k, o in enumerate(self.model(x)):
-                confs[k] += confusion_matrix(o.argmax(1).numpy(), y, C, void=self.args.void)
+                confs[k] += confusion_matrix(o.argmax(1).cpu().numpy(), y, C, void=self.args.void)
         return [mean_iou(c) for c in confs]
 
     def init_from(self, path):
@@ -322,6 +344,8 @@ def build_parser():
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (weights stay float32)")
     g.add_argument("--channels-last", action="store_true")
     g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (cuda when available); "
+                                                   "checkpoints and exports are device-free")
     g.add_argument("--eval-every", type=int, default=1, help="validate every k epochs (0: never)")
     g.add_argument("--val-split", default="val")
     g.add_argument("--val-limit", type=int, default=None, help="validate on the first k images only")
