@@ -187,7 +187,7 @@ class ItNet:
             if nd.op == "concat" and nd.name in cats:
                 buf, c0 = cats.pop(nd.name), 0
                 for i, a in zip(nd.inputs, args):
-                    if i not in placed:
+                    if not (i in placed and slots[i][0] is nd and slots[i][1] == c0):  # not already there
                         buf[:, c0:c0 + a.shape[1]] = a
                     c0 += a.shape[1]
                 values[nd.name] = buf

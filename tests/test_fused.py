@@ -393,3 +393,25 @@ def test_reference_executor_places_concat_inputs_in_their_slices():
             if nd.op == "concat":
                 args = [got[g.first_alias.get(i, i)] if i not in got else got[i] for i in nd.inputs]
                 np.testing.assert_array_equal(got[nd.name], ops.concat(args), f"B={B} {nd.name}")
+
+
+def test_concat_of_one_value_twice_fills_both_slices():
+    # a value listed twice in a concat is placed once and copied into its second slice
+    from minitnet.graph import Node
+
+    cfg = ItNetConfig(levels=2, blocks=1, iterations=1, width=8)
+    net = ItNet(cfg, random_tensors(cfg, np.random.default_rng(6)))
+
+    class _G:
+        @staticmethod
+        def layer_name(nd, n):
+            return None
+
+    nodes = [Node("r", "resize", ("x",), (3, 6, 8), None, {"size": (6, 8)}, True),
+             Node("cat", "concat", ("r", "x2", "r"), (8, 6, 8), None, {}, True)]
+    x = np.random.default_rng(7).normal(0, 1, (1, 3, 3, 4)).astype(F32)
+    x2 = np.random.default_rng(8).normal(0, 1, (1, 2, 6, 8)).astype(F32)
+    got = net._run_block(_G(), nodes, {"x": x, "x2": x2}, 1)
+    r = ops.interpolate_bilinear(x, (6, 8))
+    np.testing.assert_array_equal(got["cat"], np.concatenate([r, x2, r], axis=1))
+    assert np.shares_memory(got["r"], got["cat"]), "the resize should write into the concat's first slice"
