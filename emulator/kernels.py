@@ -78,7 +78,7 @@ from minitnet.kernels.elementwise import apply_act as act_value
 _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _SIX = np.float32(6.0)
-_BLOCK = 512  # pixels per block of a tile epilogue: its normals stay in L1
+_BLOCK = 512  # pixels per block of a tile epilogue: its words, y and variance stay in L1
 
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
