@@ -34,7 +34,7 @@ column-major over the tile's outputs, ``mvm``'s (M, cols) draw transposed) is
   ``-Phi^-1(w / 2**32)`` if u's top bit is set, else its negative. ``-Phi^-1`` comes
   from a line per 1/256 of an octave of w: the float's exponent and top 8
   mantissa bits index a table of 8192 lines (64 KiB; 99.98 % of draws read the
-  13 top octaves, 26 KiB, which stay in L1), its low 15 bits are the position on
+  12 top octaves, 24 KiB, which stay in L1), its low 15 bits are the position on
   the line. No branch, so the loop vectorises (8 lines gathered at a time), and
   no separate tail: the octaves make the lines dense where the quantile curves.
   Error against the exact quantile (float64 ``ndtri``, tested on the extreme
@@ -115,16 +115,16 @@ def _f32_bits(typingctx, x):
 
 
 _OCTAVES = 32      # w in [2**-1, 2**31): exponent fields 126..157
-_SUB_BITS = 8
+_SUB_BITS = 8     # 256 sub-bins per octave (the top mantissa bits)
 _T_BITS = 23 - _SUB_BITS
 
 
 def _octave_table() -> np.ndarray:
     """The lines of ``normal_from_bits``: for octave o (w = v + 1/2 in [2**(o-1), 2**o)) and sub-bin s
     (w = 2**(o-1) * (1 + (s + t) / 256), t in [0, 1)), a0 + a1 * t interpolates -Phi^-1(w / 2**32) (scipy's
-    float64 ``ndtri``, rounded once) at the two Chebyshev nodes of [0, 1]. Flat float32 (33 * 256 * 2,):
-    entry 2k holds a0, 2k + 1 holds a1 of line k = o * 256 + s. 66 KiB, but a draw reads octaves 20-32
-    (w >= 2**19) with probability 1 - 2**-12: the lines in use stay in L1."""
+    float64 ``ndtri``, rounded once) at the two Chebyshev nodes of [0, 1]. Flat float32 (32 * 256 * 2,):
+    entry 2k holds a0, 2k + 1 holds a1 of line k = o * 256 + s. 64 KiB, but a draw reads octaves 20-31
+    (w >= 2**19, 24 KiB of lines) with probability 1 - 2**-12: the lines in use stay in L1."""
     from scipy.special import ndtri
 
     sub = 1 << _SUB_BITS

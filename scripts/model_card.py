@@ -1,8 +1,8 @@
 """Write weights/README.md, the model card, from the shipped weights and their training logs.
 
     python scripts/model_card.py --data ../shared/data/camvid \
-        --model weights/camvid-shared-f51.h5=weights/train/camvid-shared-f51-ft \
-        --model weights/camvid-independent-f29.h5=weights/train/camvid-independent-f29
+        --model weights/camvid-shared-f51.h5=weights/train/camvid-shared-f51-gpu \
+        --model weights/camvid-independent-f29.h5=weights/train/camvid-independent-f29-gpu
 
 Every mIoU in the card is measured here, by the minitnet engine (not PyTorch),
 on the full validation split at 480x360; the training curve comes from the
