@@ -12,7 +12,7 @@ There (the device machine, ``carry: [".gpu"]``)::
 ``train`` starts from ``INIT`` (default: the shipped shared model; ``MODEL`` adds architecture flags,
 e.g. "--width 29 --independent"), times 15 steps and one validation at lr 0, plans the epochs that
 fit the budget (eval every tenth of them; lr 1e-3 for >= 200 epochs, 5e-4 for >= 100, else 2e-4,
-times 0.1 at 70% and 85%), trains with bf16 autocast and channels_last on CUDA, and copies best.h5,
+times 0.1 at 70% and 85%; ``EPOCHS`` fixes the count instead), trains with bf16 autocast and channels_last on CUDA, and copies best.h5,
 last.pt, log.csv and log.jsonl to ``$OUT``. The trainer's validation numbers are on the 26 JPEG val
 images; measure the result with the engine on the full PNG split (``minitnet eval``).
 """
@@ -70,11 +70,13 @@ def train(budget):
     t = time.time()
     m = probe.evaluate()
     eval_s = time.time() - t
-    epoch_s = step_s * -(-len(probe.train_x) // 8)
+    epoch_s = step_s * -(-len(probe.train_x) // probe.args.batch_size)
     print(f"probe: {step_s * 1e3:.1f} ms/step, {epoch_s:.1f} s/epoch, eval {eval_s:.1f} s, "
           f"start mIoU m16 {m[-1]:.4f}", flush=True)
     left = budget - (time.time() - t0) - 15
     epochs = int(min(400, max(5, left / (epoch_s * 1.04 + eval_s / 10))))
+    if "EPOCHS" in os.environ:  # a fixed plan instead of the budget's
+        epochs = int(os.environ["EPOCHS"])
     every = max(1, epochs // 10)
     lr = "1e-3" if epochs >= 200 else "5e-4" if epochs >= 100 else "2e-4"
     del probe
