@@ -78,6 +78,7 @@ from minitnet.kernels.elementwise import apply_act as act_value
 _ZERO = np.float32(0.0)
 _HALF = np.float32(0.5)
 _SIX = np.float32(6.0)
+_DW_RUN = 2048  # outputs per flat run of a 3x3 depthwise band (rounded down to whole rows)
 _BLOCK = 512  # pixels per block of a tile epilogue: its words, y and variance stay in L1
 
 
@@ -496,19 +497,20 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
     one worker), as the dense layers' chunks of rows: with the static schedule, a worker
     reads the rows it wrote in the expand conv before and writes those the project conv
     after reads, in its own cache. Per band and channel, the input rows it needs (halo
-    included) are quantised into a zero-padded buffer of its thread, so every tap's row
-    loop has the same length; a 3x3 stride-1 layer sums its 9 taps (and the variance's)
-    in one loop per output row, in registers, in the general loop's order.
+    included) are quantised into a zero-padded buffer of its thread (their squares beside
+    them with read noise on); a 3x3 stride-1 layer then runs each stage as one flat loop
+    over the band (``_dw3_band``: on a 23x30 map, row loops of 30 were mostly remainder),
+    any other shape row by row (``_dw_rows``).
 
     Shapes:
       x: (N, C, H, W)  w, rv: (C, KH*KW)  keys: (C,) uint64  kbase: (C,) int64  per-channel params: (C,)
-      residual: (N, C, OH, OW) if has_residual  scratch: (threads, 3*(H + 2*padding)*(W + 2*padding))
+      residual: (N, C, OH, OW) if has_residual  scratch: (threads, 5*(H + 2*padding)*(W + 2*padding))
       out: (N, C, OH, OW)
     """
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     Hp, Wp = H + 2 * padding, W + 2 * padding
-    taps3 = KH == 3 and KW == 3 and stride == 1  # one loop per row for all 9 taps (the usual case)
+    taps3 = KH == 3 and KW == 3 and stride == 1  # flat runs over the band (the usual case)
     for job in prange(N * nb):
         n, band = job // nb, job % nb
         oy0, oy1 = band * OH // nb, (band + 1) * OH // nb
@@ -517,11 +519,9 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
         mine = scratch[numba.get_thread_id()]  # this worker's buffers: no allocation per band
         qp = mine[:rows * Wp].reshape(rows, Wp)  # the DAC outputs, zero-padded (rows <= Hp)
         qq = mine[Hp * Wp:Hp * Wp + rows * Wp].reshape(rows, Wp)  # their squares (when read noise is on)
-        up = mine[2 * Hp * Wp:2 * Hp * Wp + (oy1 - oy0) * OW].view(np.uint32)  # the band's words
-        vrow = np.empty(OW, np.float32)
-        w9, r9 = np.zeros(9, np.float32), np.zeros(9, np.float32)
+        run = max(Wp, _DW_RUN // Wp * Wp)  # the flat runs of _dw3_band: whole output rows
+        acc, vr, u = np.empty(run, np.float32), np.empty(run, np.float32), np.empty(run, np.uint32)
         for c in range(C if rows > 0 else 0):
-            av_c, sd_c, s_out, b_out, sc, bias = adc_var[c], adc_std[c], out_step[c], out_bound[c], scale[c], b[c]
             s_in, b_in = in_step[c], in_bound[c]
             for lr in range(rows):
                 iy = py0 + lr - padding
@@ -534,68 +534,121 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
                     src, d = x[n, c, iy], dst[padding:padding + W]
                     for ix in range(W):
                         d[ix] = quantise(src[ix], in_L, s_in, b_in)
-                if has_var:
-                    d2 = qq[lr]
-                    for ix in range(Wp):
-                        d2[ix] = dst[ix] * dst[ix]
+            if has_var:  # the squares: the same roundings as (p * p) * r
+                qf, sf = mine[:rows * Wp], mine[Hp * Wp:Hp * Wp + rows * Wp]
+                for i in range(rows * Wp):
+                    sf[i] = qf[i] * qf[i]
             if taps3:
-                w9[:], r9[:] = w[c], rv[c]
-            w0, w1, w2, w3, w4, w5, w6, w7, w8 = w9[0], w9[1], w9[2], w9[3], w9[4], w9[5], w9[6], w9[7], w9[8]
-            r0, r1, r2, r3, r4, r5, r6, r7, r8 = r9[0], r9[1], r9[2], r9[3], r9[4], r9[5], r9[6], r9[7], r9[8]
-            if has_z:  # the band's words in one long loop: from out[n, c, oy0, 0]'s
-                words_into(keys[c], kbase[c] + (n * OH + oy0) * OW, up)
-            for oy in range(oy0, oy1):
-                lo = oy * stride - py0  # the buffer row of tap row 0
-                arow = out[n, c, oy]  # seek to out[n, c, oy, :]: accumulate the dot here
-                if taps3:  # the sums of the general loop below, in its order (taps row by row), in registers
-                    p0, p1, p2 = qp[lo], qp[lo + 1], qp[lo + 2]
-                    for i in range(OW):
-                        arow[i] = (p0[i] * w0 + p0[i + 1] * w1 + p0[i + 2] * w2 + p1[i] * w3 + p1[i + 1] * w4
-                                   + p1[i + 2] * w5 + p2[i] * w6 + p2[i + 1] * w7 + p2[i + 2] * w8)
-                    if has_var:  # the squares were stored with the DAC outputs: the same roundings as (p * p) * r
-                        s0, s1, s2 = qq[lo], qq[lo + 1], qq[lo + 2]
-                        for i in range(OW):
-                            vrow[i] = (s0[i] * r0 + s0[i + 1] * r1 + s0[i + 2] * r2
-                                       + s1[i] * r3 + s1[i + 1] * r4 + s1[i + 2] * r5
-                                       + s2[i] * r6 + s2[i + 1] * r7 + s2[i + 2] * r8)
-                else:
-                    arow[:] = _ZERO
-                    vrow[:] = _ZERO
-                for ky in range(0 if taps3 else KH):
-                    src_row, sq_row = qp[lo + ky], qq[lo + ky if has_var else 0]
-                    for kx in range(KW):
-                        wk, rk = w[c, ky * KW + kx], rv[c, ky * KW + kx]
-                        if stride == 1:  # a constant stride vectorises
-                            src = src_row[kx:kx + OW]
-                            for i in range(OW):
-                                arow[i] += src[i] * wk
-                            if has_var:
-                                sq = sq_row[kx:kx + OW]
-                                for i in range(OW):
-                                    vrow[i] += sq[i] * rk
-                        else:
-                            for i in range(OW):
-                                arow[i] += src_row[i * stride + kx] * wk
-                            if has_var:
-                                for i in range(OW):
-                                    vrow[i] += sq_row[i * stride + kx] * rk
-                if has_z:  # the normals from the band's words, in one branch-free loop per case (each vectorises)
-                    urow = up[(oy - oy0) * OW:(oy - oy0 + 1) * OW]
-                    if has_var:
-                        for ox in range(OW):
-                            arow[ox] += normal_from_bits(urow[ox]) * np.sqrt(vrow[ox] + av_c)
-                    else:
-                        for ox in range(OW):
-                            arow[ox] += normal_from_bits(urow[ox]) * sd_c
+                _dw3_band(mine, acc, vr, u, Hp, Wp, n, c, oy0, oy1, OH, OW, w, rv, has_var, keys, kbase, has_z, adc_std,
+                          adc_var, out_L, out_step, out_bound, scale, b, residual, has_residual, act, out)
+            else:
+                _dw_rows(qp, qq, n, c, oy0, oy1, stride, KH, KW, OH, OW, w, rv, has_var, keys, kbase, has_z,
+                         adc_std, adc_var, out_L, out_step, out_bound, scale, b, residual, has_residual, act, out)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _dw3_band(mine, acc, vr, u, Hp, Wp, n, c, oy0, oy1, OH, OW, w, rv, has_var, keys, kbase, has_z, adc_std,
+              adc_var, out_L, out_step, out_bound, scale, b, residual, has_residual, act, out):
+    """Channel c of a band of a 3x3 stride-1 depthwise layer on its zero-padded DAC rows
+    (``mine[:rows*Wp]``, squares at ``mine[Hp*Wp:]``), as flat runs of output rows: with the
+    rows at width Wp (the last Wp - OW of each discarded), output f = r*Wp + ox reads tap
+    (ky, kx) at f + ky*Wp + kx, so the 9-tap sums, the variance's and the ADC each run as one
+    loop over ``acc.size // Wp`` rows at a time (long loops on small maps, an L1-sized working
+    set on large ones); then per output row the residual, act and the store. Sums in the
+    general loop's order (taps row by row)."""
+    B = Hp * Wp
+    qf, sf = mine[:B], mine[B:2 * B]
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = w[c, 0], w[c, 1], w[c, 2], w[c, 3], w[c, 4], w[c, 5], w[c, 6], w[c, 7], \
+        w[c, 8]
+    r0, r1, r2, r3, r4, r5, r6, r7, r8 = rv[c, 0], rv[c, 1], rv[c, 2], rv[c, 3], rv[c, 4], rv[c, 5], rv[c, 6], \
+        rv[c, 7], rv[c, 8]
+    av_c, sd_c, s_out, b_out, sc, bias = adc_var[c], adc_std[c], out_step[c], out_bound[c], scale[c], b[c]
+    rc = max(1, acc.shape[0] // Wp)
+    for k0 in range(oy0, oy1, rc):
+        nr = min(rc, oy1 - k0)
+        F = (nr - 1) * Wp + OW  # flat outputs of rows k0..k0+nr-1, the last row's discarded tail excluded
+        e = (k0 - oy0) * Wp  # buffer offset of tap row 0 of output row k0
+        q0, q1, q2 = qf[e:e + F + 2], qf[e + Wp:e + Wp + F + 2], qf[e + 2 * Wp:e + 2 * Wp + F + 2]  # slices: no
+        for i in range(F):                                                                # index checks in the loop
+            acc[i] = (q0[i] * w0 + q0[i + 1] * w1 + q0[i + 2] * w2 + q1[i] * w3 + q1[i + 1] * w4
+                      + q1[i + 2] * w5 + q2[i] * w6 + q2[i + 1] * w7 + q2[i + 2] * w8)
+        if has_var:
+            s0, s1, s2 = sf[e:e + F + 2], sf[e + Wp:e + Wp + F + 2], sf[e + 2 * Wp:e + 2 * Wp + F + 2]
+            for i in range(F):
+                vr[i] = (s0[i] * r0 + s0[i + 1] * r1 + s0[i + 2] * r2 + s1[i] * r3 + s1[i + 1] * r4
+                         + s1[i + 2] * r5 + s2[i] * r6 + s2[i + 1] * r7 + s2[i + 2] * r8)
+        if has_z:  # each output row's words at its place in the run (the discarded tails keep any bits)
+            for r in range(nr):
+                words_into(keys[c], kbase[c] + (n * OH + k0 + r) * OW, u[r * Wp:r * Wp + OW])
+            if has_var:
+                for i in range(F):
+                    acc[i] = quantise(acc[i] + normal_from_bits(u[i]) * np.sqrt(vr[i] + av_c), out_L, s_out,
+                                      b_out) * sc + bias
+            else:
+                for i in range(F):
+                    acc[i] = quantise(acc[i] + normal_from_bits(u[i]) * sd_c, out_L, s_out, b_out) * sc + bias
+        else:
+            for i in range(F):
+                acc[i] = quantise(acc[i], out_L, s_out, b_out) * sc + bias
+        for r in range(nr):
+            a, o = acc[r * Wp:r * Wp + OW], out[n, c, k0 + r]
+            if has_residual:
+                rr = residual[n, c, k0 + r]
                 for ox in range(OW):
-                    arow[ox] = quantise(arow[ox], out_L, s_out, b_out) * sc + bias
-                if has_residual:
-                    rrow = residual[n, c, oy]
-                    for ox in range(OW):
-                        arow[ox] += rrow[ox]
-                if act != 0:
-                    for ox in range(OW):
-                        arow[ox] = act_value(arow[ox], act)
+                    o[ox] = act_value(a[ox] + rr[ox], act)
+            else:
+                for ox in range(OW):
+                    o[ox] = act_value(a[ox], act)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _dw_rows(qp, qq, n, c, oy0, oy1, stride, KH, KW, OH, OW, w, rv, has_var, keys, kbase, has_z, adc_std, adc_var,
+             out_L, out_step, out_bound, scale, b, residual, has_residual, act, out):
+    """Channel c of a band of any depthwise layer, output row by output row: the taps, the
+    variance's, one normal per output from the row's words, the ADC, bias, residual, act."""
+    av_c, sd_c, s_out, b_out, sc, bias = adc_var[c], adc_std[c], out_step[c], out_bound[c], scale[c], b[c]
+    vrow = np.empty(OW, np.float32)
+    urow = np.empty(OW, np.uint32)
+    for oy in range(oy0, oy1):
+        lo = (oy - oy0) * stride  # the buffer row of tap row 0
+        arow = out[n, c, oy]  # seek to out[n, c, oy, :]: accumulate the dot here
+        arow[:] = _ZERO
+        vrow[:] = _ZERO
+        for ky in range(KH):
+            src_row, sq_row = qp[lo + ky], qq[lo + ky if has_var else 0]
+            for kx in range(KW):
+                wk, rk = w[c, ky * KW + kx], rv[c, ky * KW + kx]
+                if stride == 1:  # a constant stride vectorises
+                    src = src_row[kx:kx + OW]
+                    for i in range(OW):
+                        arow[i] += src[i] * wk
+                    if has_var:
+                        sq = sq_row[kx:kx + OW]
+                        for i in range(OW):
+                            vrow[i] += sq[i] * rk
+                else:
+                    for i in range(OW):
+                        arow[i] += src_row[i * stride + kx] * wk
+                    if has_var:
+                        for i in range(OW):
+                            vrow[i] += sq_row[i * stride + kx] * rk
+        if has_z:
+            words_into(keys[c], kbase[c] + (n * OH + oy) * OW, urow)
+            if has_var:
+                for ox in range(OW):
+                    arow[ox] += normal_from_bits(urow[ox]) * np.sqrt(vrow[ox] + av_c)
+            else:
+                for ox in range(OW):
+                    arow[ox] += normal_from_bits(urow[ox]) * sd_c
+        for ox in range(OW):
+            arow[ox] = quantise(arow[ox], out_L, s_out, b_out) * sc + bias
+        if has_residual:
+            rrow = residual[n, c, oy]
+            for ox in range(OW):
+                arow[ox] += rrow[ox]
+        if act != 0:
+            for ox in range(OW):
+                arow[ox] = act_value(arow[ox], act)
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
