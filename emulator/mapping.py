@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import sys
 import threading
@@ -92,6 +93,16 @@ def draw_key(rng: np.random.Generator) -> np.uint64:
     """The 64-bit key of one batch of MVMs of one tile: one raw draw of ``rng``. The kernels expand
     it into the batch's standard normals (``emulator.kernels``: SplitMix64 + tabulated inverse CDF)."""
     return np.uint64(rng.bit_generator.random_raw())
+
+
+def draw_keys(rng: np.random.Generator, z_tiles: np.ndarray) -> np.ndarray:
+    """``draw_key`` for every tile flagged in ``z_tiles`` (bool, plan order), in that order, _NO_KEY
+    for the others: the same keys as one ``draw_key`` per flagged tile, in one call."""
+    keys = np.zeros(z_tiles.shape[0], np.uint64)
+    k = int(np.count_nonzero(z_tiles))
+    if k:
+        keys[z_tiles] = rng.bit_generator.random_raw(k)
+    return keys
 
 
 class CalibrationWarning(UserWarning):
@@ -197,6 +208,10 @@ class _DensePack:
     w_flat: np.ndarray           # every tile's wT, concatenated (offset w_off)
     rv_flat: np.ndarray          # every tile's rvT (zeros where a tile has none), same offsets
     taps: "_TapPack | None" = None  # the per-tap layout of a stride-1 layer (``K.conv_dense_taps_nchw``)
+    z_tiles: np.ndarray | None = None  # (tiles,) bool: the tiles that draw normals (plan order)
+
+    def __post_init__(self):
+        self.z_tiles = np.array([t.has_z for t in self.tiles], bool)
 
 
 @dataclass
@@ -234,6 +249,16 @@ class _DepthwisePack:
     out_bound: np.ndarray
     scale: np.ndarray
     groups: tuple                # (c0, c1) per tile, in programming order
+    group_of: np.ndarray | None = None  # (C,) int64: each channel's tile (index into groups)
+    rank: np.ndarray | None = None      # (C,) int64: c - c0 of its tile
+
+    def set_groups(self, groups):
+        C = self.w.shape[0]
+        self.groups = tuple(groups)
+        self.group_of, self.rank = np.zeros(C, np.int64), np.zeros(C, np.int64)
+        for g, (c0, c1) in enumerate(self.groups):
+            self.group_of[c0:c1] = g
+            self.rank[c0:c1] = np.arange(c1 - c0)
 
 
 def _adc_std(tile: ProgrammedTile, hw: HardwareConfig) -> float:
@@ -279,7 +304,7 @@ def _pack(pl: ProgrammedLayer, hw: HardwareConfig, identity_dac: bool = False):
             pk.out_step[c] = _step(hw.out_bits, t.out_bound)
             pk.out_bound[c] = _bound(t.out_bound)
             pk.scale[c] = np.float32(t.out_scale)
-        pk.groups = tuple(groups)
+        pk.set_groups(groups)
         return pk
 
     rows = pl.plan.rows
@@ -396,7 +421,7 @@ def _conv_dense(pl: ProgrammedLayer, pk: _DensePack, x, residual, act, rng, pool
     if pk.taps is not None and TAPS:
         return _conv_dense_taps(pl, pk, x, residual, act, rng, out, pool)
     R = _parallel_rows(_chunk_rows(pk, OH, OW), OH, N)
-    keys = np.array([draw_key(rng) if t.has_z else _NO_KEY for t in pk.tiles], np.uint64)  # plan order
+    keys = draw_keys(rng, pk.z_tiles)
     has_res = residual is not None
     kh, kw = lay.kernel_size
     scratch = _empty((_workers(), (pk.row_step.shape[0] + 2 * C_out) * R * OW), pool)
@@ -449,20 +474,35 @@ def _parallel_rows(R: int, OH: int, N: int = 1) -> int:
     """Chunk rows: at most R, lowered until the N images' chunks give every worker a few to
     take, then the R' in [R/2, R] whose chunks the workers finish soonest (the busiest
     worker's rows, ceil(chunks / T) * R', smallest; ties to the larger R')."""
-    T = numba.get_num_threads()
+    return _parallel_rows_for(R, OH, N, numba.get_num_threads())
+
+
+@functools.lru_cache(maxsize=1024)
+def _parallel_rows_for(R: int, OH: int, N: int, T: int) -> int:
     want = 4 * T
     if N * ((OH + R - 1) // R) < want:
         R = max(1, min(R, -(-N * OH // want)))
     return min(range(max(1, R // 2), R + 1), key=lambda r: (-(-N * -(-OH // r) // T) * r, -r))
 
 
+_BLAS_HELD = threading.local()
+
+
 @contextlib.contextmanager
 def _blas_for_workers():
     """The kernels call sgemm from numba's workers: BLAS single-threaded meanwhile, and its
-    function pointer resolved on this thread first (``minitnet.kernels.blas``)."""
+    function pointer resolved on this thread first (``minitnet.kernels.blas``). Re-entrant:
+    inside an outer one (a graph block's, ``_Emulated._run_block``) it costs nothing."""
+    if getattr(_BLAS_HELD, "depth", 0):
+        yield
+        return
     with _blas.single_threaded_blas():
         _blas.warm_up()
-        yield
+        _BLAS_HELD.depth = 1
+        try:
+            yield
+        finally:
+            _BLAS_HELD.depth = 0
 
 
 def _tap_chunk_rows(Wp: int, OH: int) -> int:
@@ -480,7 +520,7 @@ def _conv_dense_taps(pl: ProgrammedLayer, pk: _DensePack, x, residual, act, rng,
     planes = _empty((tp.plane_ch.shape[0], S), pool)
     sq = _empty((tp.plane_ch.shape[0], S), pool) if pk.has_var else planes[:1, :1]
     R = _parallel_rows(_tap_chunk_rows(Wp, OH), OH)
-    keys = np.array([draw_key(rng) if t.has_z else _NO_KEY for t in pk.tiles], np.uint64)  # plan order
+    keys = draw_keys(rng, pk.z_tiles)
     has_res = residual is not None
     scratch = _empty((_workers(), 2 * lay.out_channels * R * Wp), pool)
     with _blas_for_workers():
@@ -497,12 +537,11 @@ def _conv_depthwise(pl: ProgrammedLayer, pk: _DepthwisePack, x, residual, act, r
     N, C = x.shape[0], lay.out_channels
     P = N * OH * OW
     out = _empty((N, C, OH, OW), pool)
-    keys = np.zeros(C, np.uint64)
-    kbase = np.zeros(C, np.int64)
-    if pk.has_z:  # one key per tile; a channel's draws follow those of the tile's earlier channels
-        for c0, c1 in pk.groups:
-            keys[c0:c1] = draw_key(rng)
-            kbase[c0:c1] = np.arange(c1 - c0) * P
+    if pk.has_z:  # one key per tile (in programming order); a channel's draws follow its tile's earlier channels'
+        keys = rng.bit_generator.random_raw(len(pk.groups))[pk.group_of]
+        kbase = pk.rank * P
+    else:
+        keys, kbase = np.zeros(C, np.uint64), np.zeros(C, np.int64)
     has_res = residual is not None
     kh, kw = lay.kernel_size
     K.depthwise_tiles_nchw(x, pk.in_L, pk.in_step, pk.in_bound, pk.w, pk.rv, pk.has_var, keys, kbase, pk.has_z,
@@ -534,13 +573,15 @@ def _dw_scratch(x, padding, pool=None):
 class _Emulated:
     """Runs a graph block like the engine, with every conv on the chip's tiles."""
 
-    _run_block = ItNet._run_block  # the engine's walk: same aliasing, residuals and order
-
     def __init__(self, chip: "Chip", rng: np.random.Generator):
         self.chip, self.rng = chip, rng
         self.pool = chip._pool
 
     _PLACED_OPS = frozenset({"affine", "resize"})  # convs come from the chip's own buffers
+
+    def _run_block(self, graph, nodes, values, n, alias=None):
+        with _blas_for_workers():  # once per block, not per conv
+            return ItNet._run_block(self, graph, nodes, values, n, alias)
 
     def _alloc(self, shape):
         return self.pool.empty(shape)
