@@ -1,7 +1,7 @@
 """Write weights/README.md, the model card, from the shipped weights and their training logs.
 
     python scripts/model_card.py --data ../shared/data/camvid \
-        --model weights/camvid-shared-f51.h5=weights/train/camvid-shared-f51-gpu \
+        --model weights/camvid-shared-f51.h5=weights/train/camvid-shared-f51-gpu3 \
         --model weights/camvid-independent-f29.h5=weights/train/camvid-independent-f29-gpu
 
 Every mIoU in the card is measured here, by the minitnet engine (not PyTorch),
