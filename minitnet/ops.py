@@ -17,9 +17,11 @@ collapses.
 import functools
 import operator
 
+import numba
 import numpy as np
 
 from minitnet import kernels as K
+from minitnet.kernels.resize import resize_bands
 from minitnet.errors import ShapeError
 
 __all__ = [
@@ -247,7 +249,8 @@ def interpolate_bilinear(x, size, *, align_corners=False, out=None):
     ac = bool(align_corners)
     iy0, iy1, ly0, ly1 = _bilinear_table(H, OH, ac)
     ix0, ix1, lx0, lx1 = _bilinear_table(W, OW, ac)
-    K.upsample_bilinear_nchw(x, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out)
+    S = resize_bands(N * C, OH, numba.get_num_threads())
+    K.upsample_bilinear_nchw(x, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, S, out)
     return out
 
 

@@ -28,7 +28,6 @@ Channel offsets (``cx``, ``co``, ``cr``) address a slice of a larger map, so
 producers write straight into the slot of the concatenation that consumes them.
 ``act``: 0 none, 1 relu, 2 relu6.
 """
-import math
 
 import numba
 import numpy as np
@@ -37,6 +36,7 @@ from numba import prange
 from minitnet.kernels.blas import sgemm_cm
 from minitnet.kernels.elementwise import apply_act
 from minitnet.kernels.pool import max_row, nanmax
+from minitnet.kernels.resize import resize_bands
 
 _ZERO = np.float32(0.0)
 _NEG_INF = np.float32(-np.inf)
@@ -361,7 +361,4 @@ def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out,
                     orow[ox] = r0[ox] * wy0 + r1[ox] * wy1
 
 
-def resize_slices(NC, OH, T):
-    """Row bands per plane for ``resize_bilinear_nchwp``: enough that the NC*S tasks divide evenly
-    among T workers (11 logit planes on 2 workers: 2 bands each, not 6 planes against 5)."""
-    return max(1, min(OH, T // math.gcd(NC, T)))
+resize_slices = resize_bands  # row bands per plane for ``resize_bilinear_nchwp`` as well
