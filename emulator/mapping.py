@@ -52,7 +52,6 @@ import contextlib
 import dataclasses
 import functools
 import math
-import sys
 import threading
 import warnings
 from dataclasses import dataclass
@@ -61,6 +60,7 @@ from typing import Iterator
 import numba
 import numpy as np
 
+from minitnet.buffers import Recycler
 from minitnet.engine import ItNet, walk
 from minitnet.graph import Graph, Layer, build_graph
 from minitnet.kernels import blas as _blas
@@ -436,40 +436,6 @@ def _empty(shape, pool) -> np.ndarray:
     return np.empty(shape, np.float32) if pool is None else pool.empty(shape)
 
 
-class _ArrayPool:
-    """Float32 arrays for a chip's runs (every node output, padded planes, worker scratch),
-    handed out again once dropped.
-
-    The graph walk drops a value after its last reader and callers drop the logits they are
-    done with; an array of the same shape that nothing but the pool references any more
-    (``sys.getrefcount``: views keep their base alive) is reused instead of allocating a new
-    one, so runs re-touch the same megabytes instead of faulting fresh pages for every
-    activation and every 7 MiB logits map (measured on the emulated f=51 pass at 480x360,
-    2 cores: 0.46 -> 0.38 s). Arrays a caller still holds are never reused.
-    Thread-safe (a lock around the hand-out); ``Chip.release`` empties it.
-    """
-
-    def __init__(self):
-        self.free: dict = {}
-        self.lock = threading.Lock()
-        self.unused = self._count([np.empty(0, np.float32)])  # the count of an array only the pool holds
-
-    @staticmethod
-    def _count(arrays) -> int:
-        for a in arrays:  # the same references as in ``empty``: the list, the loop variable, the call
-            return sys.getrefcount(a)
-
-    def empty(self, shape) -> np.ndarray:
-        with self.lock:
-            arrays = self.free.setdefault(tuple(shape), [])
-            for a in arrays:
-                if sys.getrefcount(a) <= self.unused:
-                    return a
-            a = np.empty(shape, np.float32)
-            arrays.append(a)
-            return a
-
-
 def _parallel_rows(R: int, OH: int, N: int = 1) -> int:
     """Chunk rows: at most R, lowered until the N images' chunks give every worker a few to
     take, then the R' in [R/2, R] whose chunks the workers finish soonest (the busiest
@@ -636,7 +602,7 @@ class Chip:
         self.layers = layers
         self.calibration_images = 0
         self._packs: dict = {}
-        self._pool = _ArrayPool()
+        self._pool = Recycler()  # node outputs, planes, scratch: reused once dropped
 
     def __repr__(self):
         cal = f"calibrated on {self.calibration_images} image(s)" if self.calibration_images else "not calibrated"
@@ -761,7 +727,7 @@ class Chip:
     def release(self):
         """Free the arrays kept between runs for reuse (activations and logits the caller has
         dropped); the next run allocates them again."""
-        self._pool = _ArrayPool()
+        self._pool = Recycler()  # node outputs, planes, scratch: reused once dropped
 
     def _pack_of(self, name: str):
         pk = self._packs.get(name)

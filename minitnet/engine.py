@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 from typing import Iterator
 
@@ -46,6 +45,7 @@ import numpy as np
 
 from . import kernels as K
 from . import ops
+from .buffers import Recycler
 from .kernels import blas as _blas
 from .kernels import padded as P
 from .kernels import winograd as WG
@@ -522,7 +522,7 @@ class _FusedPlan:
         self.data, self.first, self.body, self.head = data, first, body, head
         self._scratch_size: dict[int, dict] = {}
         self._idle: dict | None = None  # the buffers of the last finished run, reused by the next
-        self._outs: list[np.ndarray] = []  # logits arrays handed out, recycled once the caller drops them
+        self._outs = Recycler(cap=len(graph.heads))  # logits handed out, reused once the caller drops them
         self._lock = threading.Lock()
 
     @classmethod
@@ -602,22 +602,9 @@ class _FusedPlan:
                 "sets": [{**self.first.alloc(B), **(self.body.alloc(B) if self.body else {})} for _ in range(2)]}
 
     def _logits(self, shape) -> np.ndarray:
-        """A logits array of ``shape``: one the caller has released, else a new one.
-
-        Fresh memory costs a page fault per page (about a third of a 480x360 run
-        with all 16 outputs on the reference machine), so arrays handed out are
-        kept and reused once nothing outside this plan refers to them (no array,
-        view or buffer of the caller's holds a reference). At most one per head
-        is kept; ``ItNet.release()`` drops them.
-        """
-        with self._lock:
-            for i in range(len(self._outs)):
-                if self._outs[i].shape == shape and sys.getrefcount(self._outs[i]) == 2:  # the list + the argument
-                    return self._outs[i]
-            a = np.empty(shape, np.float32)
-            if len(self._outs) < len(self.graph.heads):
-                self._outs.append(a)
-            return a
+        """A logits array of ``shape``: one the caller has released, else a new one (at most one
+        per head is kept; ``minitnet.buffers``; ``ItNet.release()`` drops them)."""
+        return self._outs.empty(shape)
 
     def run(self, x: np.ndarray, last: int):
         """Yield (n, logits) like ``ItNet.iter_outputs`` (x already prepared).

@@ -426,7 +426,7 @@ def test_same_seed_same_output():
 
 
 def test_recycled_buffers_never_touch_arrays_the_caller_holds():
-    # a chip reuses dropped activations and logits between runs (``_ArrayPool``): held logits must
+    # a chip reuses dropped activations and logits between runs (``minitnet.buffers.Recycler``): held logits must
     # survive later runs, and a run must give the same numbers whether its buffers are new or reused
     net = make_net()
     hw = preset("pcm", t_inference=3600.0, **SMALL)
