@@ -36,7 +36,7 @@ from numba import prange
 from minitnet.kernels.blas import sgemm_cm
 from minitnet.kernels.elementwise import apply_act
 from minitnet.kernels.pool import max_row, nanmax
-from minitnet.kernels.resize import resize_bands
+from minitnet.kernels.resize import resize_band, resize_bands
 
 _ZERO = np.float32(0.0)
 _NEG_INF = np.float32(-np.inf)
@@ -348,17 +348,8 @@ def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out,
             oy0, oy1 = band(t % S, S, OH)
             if oy0 == oy1:
                 continue
-            ya, yb = iy0[oy0], iy1[oy1 - 1] + 1  # the source rows this band reads
-            h = scratch[w, :(yb - ya) * OW].reshape(yb - ya, OW)
-            for y in range(ya, yb):
-                src, hr = x[n, cx + c, y + 1, 1:], h[y - ya]
-                for ox in range(OW):
-                    hr[ox] = src[ix0[ox]] * lx0[ox] + src[ix1[ox]] * lx1[ox]
-            for oy in range(oy0, oy1):
-                r0, r1, wy0, wy1 = h[iy0[oy] - ya], h[iy1[oy] - ya], ly0[oy], ly1[oy]
-                orow = out[n, co + c, oy + pad_out, pad_out:pad_out + OW]
-                for ox in range(OW):
-                    orow[ox] = r0[ox] * wy0 + r1[ox] * wy1
+            h = scratch[w, :(iy1[oy1 - 1] + 1 - iy0[oy0]) * OW].reshape(-1, OW)
+            resize_band(x, n, cx + c, 1, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, oy0, oy1, h, out, co + c, pad_out)
 
 
 resize_slices = resize_bands  # row bands per plane for ``resize_bilinear_nchwp`` as well

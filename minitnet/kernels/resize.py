@@ -41,17 +41,34 @@ def bilinear_table(in_size, out_size, align_corners):
     return i0.astype(np.uint64), i1.astype(np.uint64), (_F32(1.0) - l1).astype(_F32), l1
 
 
+@numba.njit(cache=True, inline="always")
+def resize_band(x, n, c, off, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, oy0, oy1, h, out, co, pad_out):
+    """Output rows oy0..oy1-1 of plane (n, c) of x (its interior at row and column offset ``off``:
+    0 plain, 1 padded) into plane (n, co) of out (interior at ``pad_out``): each source row the
+    band reads resampled along x once (h[y - ya, ox] = x[y, ix0]*lx0 + x[y, ix1]*lx1, the
+    gathers), then every output row the vectorised blend h[iy0]*ly0 + h[iy1]*ly1 (the module's
+    order). Rows are taken as 1-D slices of the 4-D arrays (contiguous: the loops vectorise).
+    h: (>= rows read, >= OW) scratch."""
+    OW = ix0.shape[0]
+    ya, yb = iy0[oy0], iy1[oy1 - 1] + 1  # the source rows this band reads
+    for y in range(ya, yb):
+        r, hr = x[n, c, y + off, off:], h[y - ya]
+        for ox in range(OW):
+            hr[ox] = r[ix0[ox]] * lx0[ox] + r[ix1[ox]] * lx1[ox]
+    for oy in range(oy0, oy1):
+        r0, r1, wy0, wy1 = h[iy0[oy] - ya], h[iy1[oy] - ya], ly0[oy], ly1[oy]
+        orow = out[n, co, oy + pad_out, pad_out:pad_out + OW]
+        for ox in range(OW):
+            orow[ox] = r0[ox] * wy0 + r1[ox] * wy1
+
+
 @numba.njit(parallel=True, cache=True)
 def upsample_bilinear_nchw(x, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, S, out):
-    """out[n, c, oy, ox] = bilinear sample of x[n, c] at the tabulated (src_y, src_x); parallel over
-    S bands of output rows per plane (N*C*S tasks: 11 logit planes on 2 workers as 22 even halves,
-    not 6 planes against 5).
-
-    Separable, in the module's order: each source row is resampled along x once into a row
-    buffer (h = x[y, x0]*lx0 + x[y, x1]*lx1, the gathers), then every output row is the
-    vectorised blend h0*ly0 + h1*ly1 of its two buffers; consecutive output rows share
-    source rows, so an upsampling gathers H rows instead of OH (measured 4x: 2-3x faster).
-    The values do not depend on S.
+    """out[n, c, oy, ox] = bilinear sample of x[n, c] at the tabulated (src_y, src_x), any scale;
+    parallel over S bands of output rows per plane (N*C*S tasks: 11 logit planes on 2 workers
+    as 22 even halves, not 6 planes against 5). ``resize_band`` per task: separable, each source
+    row resampled once per band (an upsampling gathers H rows instead of OH: 2-3x faster than
+    per output row). The values do not depend on S.
 
     Shapes:
       x: (N, C, H, W)  iy0, iy1, ly0, ly1: (OH,)  ix0, ix1, lx0, lx1: (OW,)  out: (N, C, OH, OW)
@@ -60,24 +77,10 @@ def upsample_bilinear_nchw(x, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, S, out):
     OH, OW = out.shape[2], out.shape[3]
     for t in prange(N * C * S):
         n, c, s = t // (C * S), (t // S) % C, t % S
-        h0, h1 = np.empty(OW, _F32), np.empty(OW, _F32)
-        k0, k1 = np.uint64(x.shape[2]), np.uint64(x.shape[2])  # the source rows held in h0, h1 (none yet)
-        for oy in range(s * OH // S, (s + 1) * OH // S):
-            ya, yb = iy0[oy], iy1[oy]
-            if k0 != ya:
-                if k1 == ya:  # the row moved down: reuse it
-                    h0, h1 = h1, h0
-                    k0, k1 = k1, k0
-                else:
-                    _resample_row(x[n, c, ya], ix0, ix1, lx0, lx1, h0)
-                    k0 = ya
-            if k1 != yb:
-                _resample_row(x[n, c, yb], ix0, ix1, lx0, lx1, h1)
-                k1 = yb
-            wy0, wy1 = ly0[oy], ly1[oy]
-            orow = out[n, c, oy]  # seek to out[n, c, oy, :]
-            for ox in range(OW):
-                orow[ox] = h0[ox] * wy0 + h1[ox] * wy1
+        oy0, oy1 = s * OH // S, (s + 1) * OH // S
+        if oy0 < oy1:
+            h = np.empty((iy1[oy1 - 1] + 1 - iy0[oy0], OW), _F32)
+            resize_band(x, n, c, 0, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, oy0, oy1, h, out, c, 0)
 
 
 def resize_bands(NC: int, OH: int, T: int) -> int:
@@ -86,8 +89,3 @@ def resize_bands(NC: int, OH: int, T: int) -> int:
     return max(1, min(OH, T // math.gcd(NC, T)))
 
 
-@numba.njit(cache=True, inline="always")
-def _resample_row(r, ix0, ix1, lx0, lx1, h):
-    """h[ox] = r[ix0[ox]] * lx0[ox] + r[ix1[ox]] * lx1[ox]: one source row along x."""
-    for ox in range(h.shape[0]):
-        h[ox] = r[ix0[ox]] * lx0[ox] + r[ix1[ox]] * lx1[ox]
