@@ -167,9 +167,11 @@ def test_depthwise_layer_equals_block_diagonal_tile_mvm(monkeypatch):
     assert diff.max() <= step + 1e-5, f"max |chip - block-diagonal mvm| = {diff.max():.3g} > ADC step {step:.3g}"
 
 
-@pytest.mark.parametrize("k,stride,padding", [(3, 1, 1), (3, 2, 1), (5, 1, 2), (1, 1, 0)])
+@pytest.mark.parametrize("k,stride,padding,with_res", [(3, 1, 1, False), (3, 1, 1, True), (3, 1, 0, False),
+                                                     (3, 1, 2, True), (3, 2, 1, True), (5, 1, 2, False),
+                                                     (1, 1, 0, False)])
 @pytest.mark.parametrize("nb", [1, 3])
-def test_depthwise_kernel_shapes_against_numpy(k, stride, padding, nb):
+def test_depthwise_kernel_shapes_against_numpy(k, stride, padding, with_res, nb):
     # the 3x3 stride-1 fast path and the general tap loop: DAC, taps, read-noise variance (through
     # the ADC-input noise being off and the variance feeding a fixed z: checked as the noisy output
     # with z recovered from the same draws), ADC, bias, act -- against a NumPy loop over taps
@@ -186,8 +188,9 @@ def test_depthwise_kernel_shapes_against_numpy(k, stride, padding, nb):
     kbase = np.zeros(C, np.int64)
     zeros = np.zeros(C, np.float32)
     got = np.empty((N, C, OH, OW), np.float32)
+    res = g.normal(0, 1, (N, C, OH, OW)).astype(np.float32) if with_res else np.zeros((1, 1, 1, 1), np.float32)
     K.depthwise_tiles_nchw(x, 127, in_step, in_bound, w, rv, True, keys, kbase, True, zeros, zeros, 127, out_step,
-                           out_bound, scale, b, np.zeros((1, 1, 1, 1), np.float32), False, 2, k, k, stride, padding,
+                           out_bound, scale, b, res, with_res, 2, k, k, stride, padding,
                            nb, mapping._dw_scratch(x, padding), got)  # nb bands of output rows per image
     xq = np.clip(np.clip(np.rint(x / 0.02), -127, 127) * np.float32(0.02), -2, 2).astype(np.float32)
     xp = np.pad(xq, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -203,7 +206,7 @@ def test_depthwise_kernel_shapes_against_numpy(k, stride, padding, nb):
         K.normals_from_key(keys[c], z[c])
     a += z.reshape(C, N, OH, OW).transpose(1, 0, 2, 3) * np.sqrt(v)
     ref = np.clip(np.clip(np.rint(a / 0.05), -127, 127) * 0.05, -4, 4) * 1.5 + b[None, :, None, None]
-    ref = np.clip(ref, 0, 6)
+    ref = np.clip(ref + (res if with_res else 0), 0, 6)  # the residual before the act
     diff = np.abs(got - ref)
     # float32 vs float64 sums: a rare value may land on the other side of an ADC level (0.05 * 1.5)
     assert np.mean(diff > 1e-4) <= 0.01 and diff.max() <= 0.075 + 1e-4, f"k={k} stride={stride}: {diff.max():.3g}"
