@@ -255,6 +255,20 @@ class ItNet:
             if logits is not None:
                 yield n, logits
 
+    def _iter_states(self, x: np.ndarray, last: int):
+        """(n, state, logits) at every head iteration n <= last, x prepared: the state as
+        ``walk`` gives it ({"state.l": (B, C, H, W)}), from the fused plan when the graph has
+        one (views valid until the next step), else from the node-by-node walk."""
+        g = self.graph(x.shape[2], x.shape[3])
+        plan = self._plan(g) if self.fused else None
+        if plan is not None:
+            for n, logits, state in plan.run(x, last, with_state=True):
+                yield n, state, logits
+            return
+        for n, state, logits in walk(self, g, x, last):
+            if logits is not None:
+                yield n, state, logits
+
     def logits(self, x, n: int | None = None) -> np.ndarray:
         """Logits (B, C, H, W) of output n (default: the last head)."""
         n = self.config.head_iterations[-1] if n is None else self._check_n(n)
@@ -606,8 +620,11 @@ class _FusedPlan:
         per head is kept; ``minitnet.buffers``; ``ItNet.release()`` drops them)."""
         return self._outs.empty(shape)
 
-    def run(self, x: np.ndarray, last: int):
-        """Yield (n, logits) like ``ItNet.iter_outputs`` (x already prepared).
+    def run(self, x: np.ndarray, last: int, with_state: bool = False):
+        """Yield (n, logits) like ``ItNet.iter_outputs`` (x already prepared); with ``with_state``
+        (n, logits, state), state the loop-carried values after iteration n as
+        {"state.l": (B, C, H, W) view of the padded buffer's interior}, valid until the
+        next step of this generator (the buffers alternate between iterations).
 
         The kernels release the GIL, so runs in several Python threads overlap; numba's
         ``workqueue`` threading layer cannot run two parallel regions at once, so under
@@ -637,9 +654,17 @@ class _FusedPlan:
                         env = dict(state, logits=(logits, 0))
                         self._run(self.head, env, w["head"], n, sc, T)
                 if n in heads:
-                    yield n, logits
+                    yield (n, logits, self._state_views(state)) if with_state else (n, logits)
         finally:
             self._idle = w
+
+    def _state_views(self, state: dict) -> dict:
+        shapes = {nd.name: nd.shape for nd in self.graph.body}
+        views = {}
+        for l, v in enumerate(self.graph.carry):
+            a, off = state[f"state.{l}"]
+            views[f"state.{l}"] = a[:, off:off + shapes[v][0], 1:-1, 1:-1]
+        return views
 
     @staticmethod
     def _get(blk: _Block, env: dict, v: str):

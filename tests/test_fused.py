@@ -268,6 +268,28 @@ def test_fused_equals_reference_executor(L, K, N, f, shared, heads, hw, B, wino,
     fused_vs_reference(cfg, hw, B, L * 100 + K * 10 + N)
 
 
+@pytest.mark.parametrize("L,K,N,f,shared,heads,hw,B", [NETS[1], NETS[3], NETS[-1]])
+def test_fused_states_equal_reference_walk(L, K, N, f, shared, heads, hw, B):
+    # ItNet._iter_states (the emulator's state_error reference): the fused plan's loop-carried
+    # state at each head, as views of its padded buffers, against the node-by-node walk's
+    cfg = ItNetConfig(levels=L, blocks=K, iterations=N, width=f, shared=shared, heads=heads)
+    rng = np.random.default_rng(7)
+    net = ItNet(cfg, random_tensors(cfg, rng))
+    x = net.prepare(rng.normal(0, 1, (B, 3, *hw)).astype(F32))
+    got = [(n, {k: v.copy() for k, v in st.items()}, lg.copy()) for n, st, lg in net._iter_states(x, N)]
+    assert [n for n, _, _ in got] == list(cfg.head_iterations)
+    net.fused = False
+    want = list(net._iter_states(x, N))
+    assert [n for n, _, _ in want] == list(cfg.head_iterations)
+    for (n, a, la), (_, b, lb) in zip(got, want):
+        assert a.keys() == b.keys()
+        for k in b:
+            assert a[k].shape == b[k].shape, (n, k)
+            tol = ATOL_REDUCTION * max(1.0, float(np.abs(b[k]).max()) / 10)  # as the logits above
+            err = float(np.abs(a[k] - b[k]).max())
+            assert err <= tol, f"iteration {n} {k}: max |fused - walk| = {err:.3g} > {tol:.3g}"
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fused_any_thread_count(threads, monkeypatch):
     monkeypatch.setattr(E, "_BRB_ROWS", 3)  # many bands per worker
