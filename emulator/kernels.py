@@ -504,7 +504,7 @@ def depthwise_tiles_nchw(x, in_L, in_step, in_bound, w, rv, has_var, keys, kbase
 
     Shapes:
       x: (N, C, H, W)  w, rv: (C, KH*KW)  keys: (C,) uint64  kbase: (C,) int64  per-channel params: (C,)
-      residual: (N, C, OH, OW) if has_residual  scratch: (threads, 5*(H + 2*padding)*(W + 2*padding))
+      residual: (N, C, OH, OW) if has_residual  scratch: (threads, 2*(H + 2*padding)*(W + 2*padding))
       out: (N, C, OH, OW)
     """
     N, C, H, W = x.shape

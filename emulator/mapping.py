@@ -530,7 +530,7 @@ def _dw_bands(OH: int) -> int:
 
 
 def _dw_scratch(x, padding, pool=None):
-    return _empty((_workers(), 5 * (x.shape[2] + 2 * padding) * (x.shape[3] + 2 * padding)), pool)
+    return _empty((_workers(), 2 * (x.shape[2] + 2 * padding) * (x.shape[3] + 2 * padding)), pool)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import numba
 import numpy as np
 
 from minitnet import kernels as K
-from minitnet.kernels.resize import resize_bands
 from minitnet.errors import ShapeError
+from minitnet.kernels.resize import resize_bands
 
 __all__ = [
     "add",
