@@ -57,6 +57,21 @@ def test_two_steps_and_loss_decreases_on_fixed_batch(tiny_data, tmp_path):
     assert np.isfinite(first) and second < first and last < 0.9 * first, (first, second, last)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_images_are_normalised_on_the_device_as_in_numpy(tiny_data, tmp_path, channels_last):
+    # the uint8 bytes go to the device and are converted there: bit-identical to NumPy's
+    # float32 x * scale + offset (the engine's preparation), in the requested memory format
+    extra = ["--epochs", "1", "--eval-every", "0"] + (["--channels-last"] if channels_last else [])
+    t = Trainer(build_parser().parse_args(_args(tiny_data, tmp_path / "run", *extra)))
+    imgs = np.random.default_rng(0).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    got = t.to_tensor(imgs)
+    want = (imgs.astype(np.float32) * np.float32(1 / 255) + np.float32(0)).transpose(0, 3, 1, 2)
+    assert got.dtype == torch.float32 and tuple(got.shape) == (2, 3, 48, 64)
+    np.testing.assert_array_equal(got.cpu().numpy(), want)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert got.is_contiguous(memory_format=fmt)
+
+
 def test_resume_reproduces_the_next_step(tiny_data, tmp_path):
     # A: 3 epochs straight (1 step each); B: stop after 1 step, resume to 3 epochs
     assert main(_args(tiny_data, tmp_path / "a", "--epochs", "3", "--eval-every", "0")) == 0

@@ -130,8 +130,9 @@ class Trainer:
         self.epoch = 0
         self.best = -1.0
         self.log: list[dict] = []
-        self.scale = np.asarray(CAMVID_NORMALISATION["scale"], np.float32)
-        self.offset = np.asarray(CAMVID_NORMALISATION["offset"], np.float32)
+        self.scale = torch.tensor(CAMVID_NORMALISATION["scale"], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self.offset = torch.tensor(CAMVID_NORMALISATION["offset"], dtype=torch.float32,
+                                   device=self.device).view(1, 3, 1, 1)
         self.train_x, self.train_y = _load_split(a.data, "train", a.train_limit)
         self.val_x, self.val_y = (None, None)
         if a.eval_every > 0:
@@ -175,9 +176,12 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------
     def to_tensor(self, imgs):
-        x = imgs.astype(np.float32) * self.scale + self.offset
-        t = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-        return t.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        """uint8 (B, H, W, 3) images -> normalised float32 (B, 3, H, W) on the device: the bytes
+        travel as they are (4x fewer than floats) and are converted there (the NHWC array
+        permuted is already channels_last). Same float ops as NumPy's x * scale + offset."""
+        t = torch.from_numpy(np.ascontiguousarray(imgs)).to(self.device, non_blocking=True)
+        x = t.permute(0, 3, 1, 2).float() * self.scale + self.offset
+        return x.contiguous(memory_format=self.memory_format)
 
     def batches(self):
         """One epoch of (x, y) batches: shuffled, random crop and flip, from self.rng."""
