@@ -17,6 +17,7 @@ from .benchutil import assert_close, record, run_bench, scaled
 from minitnet import kernels as K
 from minitnet import ops
 from minitnet.kernels import padded as P
+from minitnet.kernels.resize import resize_bands
 
 F32 = np.float32
 # C, input size, output size
@@ -50,7 +51,7 @@ def test_bilinear(benchmark, threads, shape, impl):
         plain = C == 11  # the logits leave the engine as plain NCHW
         out = np.zeros((1, C, OH + 2 * (not plain), OW + 2 * (not plain)), F32)
         scratch = np.empty((T, H * OW), F32)
-        S = P.resize_slices(C, OH, T)
+        S = resize_bands(C, OH, T)
 
         def fn():
             P.resize_bilinear_nchwp(xp, 0, C, *tabs, out, 0, 0 if plain else 1, S, scratch, T)

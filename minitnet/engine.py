@@ -49,6 +49,7 @@ from .buffers import Recycler
 from .kernels import blas as _blas
 from .kernels import padded as P
 from .kernels import winograd as WG
+from .kernels.resize import resize_bands
 from .config import ItNetConfig
 from .errors import ShapeError
 from .graph import ACT_NONE, ACT_RELU6, Graph, Node, build_graph
@@ -712,7 +713,7 @@ class _FusedPlan:
                 else:
                     P.max_pool2d_nchwp(x, cx, nd.shape[0], i["k"], _NO_AFFINE, _NO_AFFINE, 0, False, out, co)
             elif op.kind == "resize":
-                S = P.resize_slices(x.shape[0] * i["C"], len(i["tabs"][0]), T)
+                S = resize_bands(x.shape[0] * i["C"], len(i["tabs"][0]), T)
                 P.resize_bilinear_nchwp(x, cx, i["C"], *i["tabs"], out, co, i["pad_out"], S, ws["rs"], T)
             else:  # copy into a concat slot (borders are zero on both sides)
                 o = co + i["off"]

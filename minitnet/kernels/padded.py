@@ -36,7 +36,7 @@ from numba import prange
 from minitnet.kernels.blas import sgemm_cm
 from minitnet.kernels.elementwise import apply_act
 from minitnet.kernels.pool import max_row, nanmax
-from minitnet.kernels.resize import resize_band, resize_bands
+from minitnet.kernels.resize import resize_band
 
 _ZERO = np.float32(0.0)
 _NEG_INF = np.float32(-np.inf)
@@ -351,5 +351,3 @@ def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out,
             h = scratch[w, :(iy1[oy1 - 1] + 1 - iy0[oy0]) * OW].reshape(-1, OW)
             resize_band(x, n, cx + c, 1, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, oy0, oy1, h, out, co + c, pad_out)
 
-
-resize_slices = resize_bands  # row bands per plane for ``resize_bilinear_nchwp`` as well
