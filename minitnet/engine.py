@@ -538,6 +538,8 @@ class _FusedPlan:
         self._scratch_size: dict[int, dict] = {}
         self._idle: dict | None = None  # the buffers of the last finished run, reused by the next
         self._outs = Recycler(cap=len(graph.heads))  # logits handed out, reused once the caller drops them
+        shapes = {nd.name: nd.shape for nd in graph.data}  # the loop-carried state keeps its initial shape
+        self._carry_channels = {f"state.{l}": shapes[v][0] for l, v in enumerate(graph.init)}  # _state_views
         self._lock = threading.Lock()
 
     @classmethod
@@ -660,11 +662,10 @@ class _FusedPlan:
             self._idle = w
 
     def _state_views(self, state: dict) -> dict:
-        shapes = {nd.name: nd.shape for nd in self.graph.body}
         views = {}
-        for l, v in enumerate(self.graph.carry):
-            a, off = state[f"state.{l}"]
-            views[f"state.{l}"] = a[:, off:off + shapes[v][0], 1:-1, 1:-1]
+        for k, C in self._carry_channels.items():
+            a, off = state[k]
+            views[k] = a[:, off:off + C, 1:-1, 1:-1]
         return views
 
     @staticmethod

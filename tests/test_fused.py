@@ -268,7 +268,7 @@ def test_fused_equals_reference_executor(L, K, N, f, shared, heads, hw, B, wino,
     fused_vs_reference(cfg, hw, B, L * 100 + K * 10 + N)
 
 
-@pytest.mark.parametrize("L,K,N,f,shared,heads,hw,B", [NETS[1], NETS[3], NETS[-1]])
+@pytest.mark.parametrize("L,K,N,f,shared,heads,hw,B", [NETS[0], NETS[1], NETS[3], NETS[-1]])
 def test_fused_states_equal_reference_walk(L, K, N, f, shared, heads, hw, B):
     # ItNet._iter_states (the emulator's state_error reference): the fused plan's loop-carried
     # state at each head, as views of its padded buffers, against the node-by-node walk's
