@@ -9,7 +9,7 @@ import types as _types
 from .errors import ConfigError
 from .config import PRESETS, HardwareConfig, preset
 from .crossbar import ProgrammedTile, calibrate_tile, mvm, program_tile
-from .mapping import Chip, ProgrammedLayer, format_report, mapping_report, program, run
+from .mapping import Chip, ChipBackend, ProgrammedLayer, format_report, mapping_report, program, run
 from .timing import Mapping, TimingConfig, time_graph
 
 __all__ = sorted(_name for _name, _value in dict(globals()).items()

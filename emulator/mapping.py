@@ -10,7 +10,7 @@ What goes where (the conventions of ``emulator/tiles.py``):
 * every unique conv layer of the graph IR (``Graph.layers``) becomes a weight
   matrix of ``KH*KW*C_in`` rows by ``C_out`` columns (rows in im2col order
   ``(c_in, ky, kx)``), split over tiles in balanced pieces; the folded BN goes
-  into the programmed weights (``minitnet.engine.fold_weights``), the bias stays
+  into the programmed weights (``minitnet.weights.fold_weights``), the bias stays
   digital;
 * depthwise layers are packed block-diagonally: a tile holds a group of
   channels, each channel's taps in its own rows and its output in its own
@@ -27,8 +27,8 @@ noise, drift and stuck devices; independent weights resolve to N programmed
 bodies, each its own draw. Read and ADC noise are drawn at every MVM from the
 ``rng`` passed to ``Chip.run``.
 
-Execution follows the engine exactly: the graph walk is ``ItNet._run_block``
-(the engine's own method) with a conv that runs on tiles, so ``preset("ideal")``
+Execution follows the engine exactly: the graph runs on the engine's executor
+(``minitnet.executor.run``) with ``ChipBackend``, whose conv runs on tiles, so ``preset("ideal")
 reproduces the float engine's logits. A dense conv is one Numba call
 (``kernels.conv_dense_tiles_nchw``): it unfolds chunks of output rows (im2col,
 through each row piece's DAC), runs one sgemm per tile, squares the unfolded
@@ -61,7 +61,8 @@ import numba
 import numpy as np
 
 from minitnet.buffers import Recycler
-from minitnet.engine import ItNet, walk
+from minitnet.engine import ItNet
+from minitnet.executor import FloatBackend, ObserverBackend, run as run_graph
 from minitnet.graph import Graph, Layer, build_graph
 from minitnet.kernels import blas as _blas
 
@@ -458,7 +459,7 @@ _BLAS_HELD = threading.local()
 def _blas_for_workers():
     """The kernels call sgemm from numba's workers: BLAS single-threaded meanwhile, and its
     function pointer resolved on this thread first (``minitnet.kernels.blas``). Re-entrant:
-    inside an outer one (a graph block's, ``_Emulated._run_block``) it costs nothing."""
+    inside an outer one (a graph block's, ``ChipBackend.block``) it costs nothing."""
     if getattr(_BLAS_HELD, "depth", 0):
         yield
         return
@@ -534,49 +535,35 @@ def _dw_scratch(x, padding, pool=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# graph walks: the engine's loop (``minitnet.engine.walk``) over any object with ``_run_block``
+# the chip as a backend of the executor (``minitnet.executor.run``)
 # ---------------------------------------------------------------------------------------------
-class _Emulated:
-    """Runs a graph block like the engine, with every conv on the chip's tiles."""
+class ChipBackend(FloatBackend):
+    """Runs the graph with every conv on the chip's tiles (read and ADC noise from ``rng``)
+    and the digital ops exact, in the float engine's ops; outputs come from the chip's
+    recycled buffers."""
+
+    placed_ops = frozenset({"affine", "resize"})  # convs come from the chip's own buffers
 
     def __init__(self, chip: "Chip", rng: np.random.Generator):
+        super().__init__(chip.net.params)
         self.chip, self.rng = chip, rng
         self.pool = chip._pool
 
-    _PLACED_OPS = frozenset({"affine", "resize"})  # convs come from the chip's own buffers
+    def block(self):
+        return _blas_for_workers()  # once per block, not per conv
 
-    def _run_block(self, graph, nodes, values, n, alias=None):
-        with _blas_for_workers():  # once per block, not per conv
-            return ItNet._run_block(self, graph, nodes, values, n, alias)
-
-    def _alloc(self, shape):
+    def alloc(self, shape):
         return self.pool.empty(shape)
 
-    def _exec(self, graph, nd, lname, args, res, out=None):
-        if nd.op == "conv":
-            return self.chip._conv(lname, args[0], res, nd.act, self.rng, self.pool)
-        if nd.op == "maxpool" and nd.attrs["kernel_size"] == 1:
+    def conv(self, node, layer, x, residual, out=None):
+        return self.chip._conv(layer.name, x, residual, node.act, self.rng, self.pool)
+
+    def digital(self, node, layer, args, out=None):
+        if node.op == "maxpool" and node.attrs["kernel_size"] == 1:
             return args[0]
         if out is None:
-            out = self.pool.empty((args[0].shape[0], *nd.shape))
-        return self.chip.net._exec(graph, nd, lname, args, res, out)  # digital: the engine's exact ops
-
-
-class _Observed:
-    """Runs a graph block with the float engine and shows every conv input to ``observe``."""
-
-    _run_block = ItNet._run_block
-
-    def __init__(self, net: ItNet, observe):
-        self.net, self.observe = net, observe
-
-    _PLACED_OPS = ItNet._PLACED_OPS
-    _alloc = ItNet._alloc
-
-    def _exec(self, graph, nd, lname, args, res, out=None):
-        if nd.op == "conv":
-            self.observe(lname, args[0])
-        return self.net._exec(graph, nd, lname, args, res, out)
+            out = self.pool.empty((args[0].shape[0], *node.shape))
+        return super().digital(node, layer, args, out)
 
 
 def _relative_state_error(emu: dict, ref: dict) -> float:
@@ -694,10 +681,10 @@ class Chip:
         return self
 
     def _observe_all(self, xs, observe):
-        obs = _Observed(self.net, observe)
+        obs = ObserverBackend(self.net.params, observe)
         for x in xs:
             g = self.net.graph(x.shape[2], x.shape[3])
-            for _ in walk(obs, g, x, g.iterations):
+            for _ in run_graph(g, obs, x):
                 pass
 
     @staticmethod
@@ -788,8 +775,8 @@ class Chip:
 
     def _run(self, x, rng, last, reference):
         g = self.net.graph(x.shape[2], x.shape[3])
-        emu = walk(_Emulated(self, rng), g, x, last)
-        ref = self.net._iter_states(x, last) if reference else None  # the fused float engine when it can
+        emu = run_graph(g, ChipBackend(self, rng), x, last)
+        ref = self.net.iter_states(x, last) if reference else None  # the fused float engine when it can
         for n, state, logits in emu:
             if logits is None:
                 continue
@@ -802,7 +789,7 @@ class Chip:
 
     def logits(self, x, rng: np.random.Generator, n: int | None = None) -> np.ndarray:
         """Emulated logits (B, C, H, W) of output n (default: the last), no float reference."""
-        n = self.net.config.head_iterations[-1] if n is None else self.net._check_n(n)
+        n = self.net.config.head_iterations[-1] if n is None else self.net.check_output(n)
         for k, lg, _ in self.run(x, rng, last=n, reference=False):
             if k == n:
                 return lg

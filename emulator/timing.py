@@ -73,9 +73,10 @@ import numpy as np
 from .config import HardwareConfig
 from .errors import ConfigError
 from .tiles import plan_layer
+from minitnet.graph import op_spec, unroll
 
 __all__ = ["TimingConfig", "Mapping", "MAPPINGS", "Resource", "Dep", "Op", "Schedule", "MappingTiming",
-           "TimingReport", "rows_conv", "rows_pool", "rows_resize", "rows_same", "extract", "simulate",
+           "TimingReport", "extract", "simulate",
            "time_mapping", "time_graph"]
 
 MAPPINGS = ("shared", "independent", "replicated")
@@ -208,37 +209,6 @@ class Mapping:
         if self.name != "replicated" and self.replication != 1:
             raise ConfigError(f"Mapping: replication={self.replication} only applies to the 'replicated' "
                               f"mapping, got name={self.name!r}")
-
-
-# --- row dependencies ---------------------------------------------------------------------------
-def rows_same(OH: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row r reads row r (concat, affine, residual). Returns (lo, hi), each (OH,)."""
-    r = np.arange(OH, dtype=np.int64)
-    return r, r.copy()
-
-
-def rows_conv(H: int, OH: int, KH: int, stride: int = 1, padding: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Input rows of a conv's output row r: ``r*stride - padding + (0..KH-1)``, clipped to 0..H-1."""
-    r = np.arange(OH, dtype=np.int64)
-    top = r * stride - padding
-    return np.clip(top, 0, H - 1), np.clip(top + KH - 1, 0, H - 1)
-
-
-def rows_pool(H: int, OH: int, kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Input rows of a max-pool (stride = kernel, ceil mode): ``k*r .. k*r + k - 1``, clipped."""
-    return rows_conv(H, OH, kernel_size, kernel_size, 0)
-
-
-def rows_resize(H: int, OH: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source rows (i0, i1) of bilinear resize, align_corners=False, in float32 as torch:
-    ``src = max((r + 0.5) * H / OH - 0.5, 0)``, ``i0 = min(floor(src), H - 1)``,
-    ``i1 = min(i0 + 1, H - 1)``; identity when OH == H."""
-    if OH == H:
-        return rows_same(OH)
-    f32 = np.float32
-    src = np.maximum(f32(H) / f32(OH) * (np.arange(OH, dtype=f32) + f32(0.5)) - f32(0.5), f32(0.0))
-    i0 = np.minimum(np.floor(src).astype(np.int64), H - 1)
-    return i0, np.minimum(i0 + 1, H - 1)
 
 
 # --- ops and resources --------------------------------------------------------------------------
@@ -431,34 +401,15 @@ def simulate(ops: list[Op], resources: list[Resource]) -> Schedule:
 
 
 # --- the graph IR -> ops ------------------------------------------------------------------------
-def _dep_rows(node, in_shape, out_shape, kind, layer):
-    H, OH = in_shape[1], out_shape[1]
-    if kind == "residual" or node.op in ("affine", "concat"):
-        if H != OH:
-            raise ConfigError(f"extract: node {node.name!r} ({node.op}) reads a value of height {H}, "
-                              f"writes height {OH}; expected equal")
-        return rows_same(OH)
-    if node.op == "conv":
-        return rows_conv(H, OH, layer.kernel_size[0], layer.stride, layer.padding)
-    if node.op == "maxpool":
-        return rows_pool(H, OH, node.attrs["kernel_size"])
-    if node.op == "resize":
-        return rows_resize(H, OH)
-    raise ConfigError(f"extract: node {node.name!r} has op {node.op!r}; the timing model knows "
-                      f"conv, affine, maxpool, resize, concat")
-
-
 def extract(graph, hw: HardwareConfig, timing: TimingConfig, mapping: Mapping,
             frames: int = 1) -> tuple[list[Op], list[Resource]]:
     """The row-level ops of ``frames`` images streamed through ``graph`` laid out by ``mapping``.
 
-    Walks ``minitnet.metrics.unroll(graph)`` (``graph.schedule`` with the loop's
+    Walks ``minitnet.graph.unroll(graph)`` (``graph.schedule`` with the loop's
     ``carry`` and ``first_alias`` resolved) once per frame.  Resources: a
     layer's tiles (``plan_layer(...).tiles``) or one periphery unit per node,
     shared across iterations as the mapping says.
     """
-    from minitnet.metrics import unroll
-
     if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
         raise ConfigError(f"extract: frames={frames!r}: expected an integer >= 1")
     mvm = timing.mvm_cycles(hw)
@@ -520,7 +471,7 @@ def extract(graph, hw: HardwareConfig, timing: TimingConfig, mapping: Mapping,
         for pk, kind in zip(preds, kinds):
             if pk == ("image",):
                 continue  # in memory from cycle 0
-            lo, hi = _dep_rows(nd, shapes[pk], nd.shape, kind, layer)
+            lo, hi = op_spec(nd.op).input_rows(nd, layer, shapes[pk][1], OH, residual=kind == "residual")
             dep_rows.append((pk, lo, hi))
         steps.append((st, key, pos, layer, OH, OW, row_cycles, delay, row_mvms, dep_rows,
                       step_resources(st, layer)))

@@ -10,11 +10,12 @@ that conv's weights and bias; the BN of the max-pooled stem channels and the
 BN between iterations become per-channel affines. Memory stays flat: only the
 loop-carried state and the values of the block being run are alive.
 
-Two executors run the same IR. The reference one (``_run_block``/``_exec``)
-walks the nodes one by one with the validated ``ops`` on plain NCHW arrays;
-the emulator reuses it. The fused one (``_FusedPlan``, the default) lowers
-each block of the IR once per input size into a list of fused kernel calls on
-padded maps (``minitnet.kernels.padded``, ``.winograd``):
+Two executors run the same IR. The node-by-node one (``minitnet.executor.run``
+with ``FloatBackend``) walks the nodes with the validated ``ops`` on plain NCHW
+arrays; the emulator runs it with its chip as the backend. The fused one
+(``_FusedPlan``, the default) lowers each block of the IR once per input size
+into a list of fused kernel calls on padded maps (``minitnet.kernels.padded``,
+``.winograd``):
 
 - producers write straight into the channel slot of the concatenation that
   consumes them (the mixing and head concats are never copied together);
@@ -53,42 +54,10 @@ from .kernels.resize import resize_bands
 from .config import ItNetConfig
 from .errors import ShapeError
 from .graph import ACT_NONE, ACT_RELU6, Graph, Node, build_graph
-from .weights import BN_EPS, WeightFile, read_hdf5
+from .executor import FloatBackend, run as run_graph
+from .weights import BN_EPS, WeightFile, fold_weights, read_hdf5
 
-__all__ = ["ItNet", "load", "fold_weights"]
-
-
-def _bn_scale_shift(t: dict, prefix: str, eps: float, ch: tuple[int, int]):
-    a, b = ch
-    g = t[f"{prefix}.weight"][a:b].astype(np.float64)
-    beta = t[f"{prefix}.bias"][a:b].astype(np.float64)
-    mean = t[f"{prefix}.running_mean"][a:b].astype(np.float64)
-    var = t[f"{prefix}.running_var"][a:b].astype(np.float64)
-    s = g / np.sqrt(var + eps)
-    return s, beta - mean * s
-
-
-def fold_weights(graph: Graph, tensors: dict, bn_eps: float = BN_EPS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per unique layer of ``graph``: conv -> (w, b) with BN folded; affine -> (scale, shift).
-
-    Folding is done in float64 and rounded once to float32.
-    """
-    out = {}
-    for name, lay in graph.layers.items():
-        if lay.kind == "conv":
-            w = tensors[f"{name}.weight"].astype(np.float64)
-            b = tensors[f"{name}.bias"].astype(np.float64) if lay.bias else np.zeros(lay.out_channels)
-            if lay.bn is not None:
-                s, shift = _bn_scale_shift(tensors, lay.bn, bn_eps, lay.bn_channels)
-                w = w * s[:, None, None, None]
-                b = b * s + shift
-            out[name] = (np.ascontiguousarray(w, np.float32), np.ascontiguousarray(b, np.float32))
-        elif lay.kind == "affine":
-            s, shift = _bn_scale_shift(tensors, lay.bn, bn_eps, lay.bn_channels)
-            out[name] = (np.ascontiguousarray(s, np.float32), np.ascontiguousarray(shift, np.float32))
-        else:  # pragma: no cover - graph.py defines the kinds
-            raise ValueError(f"unknown layer kind {lay.kind!r}")
-    return out
+__all__ = ["ItNet", "load"]
 
 
 class ItNet:
@@ -152,72 +121,6 @@ class ItNet:
         return x
 
     # -- running ---------------------------------------------------------------------
-    #: ops whose ``_exec`` writes into the ``out`` it is given (a channel slice of a concat)
-    _PLACED_OPS = frozenset({"conv", "affine", "resize"})
-
-    def _alloc(self, shape) -> np.ndarray:
-        """A float32 array for a node's output (the emulator hands out recycled ones)."""
-        return np.empty(shape, np.float32)
-
-    def _run_block(self, graph: Graph, nodes, values: dict, n: int, alias: dict | None = None):
-        """Run ``nodes`` in order on ``values`` (updated and returned). A concat's inputs made
-        in the block by a placed op are written straight into their channel slice of the
-        concat's output (a view; with one image the slice is contiguous), so the concat copies
-        only the others."""
-        def get(name):
-            if alias and name in alias and name not in values:
-                name = alias[name]
-            return values[name]
-
-        nodes = list(nodes)
-        slots = _concat_slots(nodes, self._PLACED_OPS, lambda name: get(name).shape[1])
-        cats: dict = {}      # concat name -> its output, allocated when its first input is placed
-        placed: set = set()  # values already in their concat's slice
-        for nd in nodes:
-            args = [get(i) for i in nd.inputs]
-            lname = graph.layer_name(nd, n)
-            res = get(nd.residual) if nd.residual else None
-            out = None
-            if nd.name in slots:
-                cat, c0, c1 = slots[nd.name]
-                if cat.name not in cats:
-                    cats[cat.name] = self._alloc((args[0].shape[0], *cat.shape))
-                out = cats[cat.name][:, c0:c1]
-                if not out.flags.c_contiguous:  # several images: the kernels want contiguous outputs
-                    out = None
-            if nd.op == "concat" and nd.name in cats:
-                buf, c0 = cats.pop(nd.name), 0
-                for i, a in zip(nd.inputs, args):
-                    if not (i in placed and slots[i][0] is nd and slots[i][1] == c0):  # not already there
-                        buf[:, c0:c0 + a.shape[1]] = a
-                    c0 += a.shape[1]
-                values[nd.name] = buf
-                continue
-            values[nd.name] = self._exec(graph, nd, lname, args, res, out)
-            if out is not None and values[nd.name] is out:
-                placed.add(nd.name)
-        return values
-
-    def _exec(self, graph: Graph, nd: Node, lname, args, res, out=None):
-        """Run one node with the exact ops; ``out``: an array of the node's output shape to write
-        into (the emulator's recycled buffers), or None to allocate one."""
-        if nd.op == "conv":
-            lay = graph.layers[lname]
-            w, b = self.params[lname]
-            return ops.conv2d(args[0], w, b, stride=lay.stride, padding=lay.padding, groups=lay.groups,
-                              act=nd.act, residual=res, out=out)
-        if nd.op == "affine":
-            s, t = self.params[lname]
-            return ops.affine(args[0], s, t, act=nd.act, out=out)
-        if nd.op == "maxpool":
-            k = nd.attrs["kernel_size"]
-            return args[0] if k == 1 else ops.max_pool2d(args[0], k, ceil_mode=True, out=out)
-        if nd.op == "resize":
-            return ops.interpolate_bilinear(args[0], nd.attrs["size"], align_corners=False, out=out)
-        if nd.op == "concat":
-            return ops.concat(args, out=out)
-        raise ValueError(f"ItNet: unknown op {nd.op!r} in node {nd.name!r}")
-
     def _plan(self, graph: Graph) -> "_FusedPlan | None":
         """The fused plan of ``graph`` (cached per size), or None when a node has no fused lowering."""
         key = (graph.height, graph.width)
@@ -230,7 +133,8 @@ class ItNet:
         the logits arrays the caller has dropped); the next call allocates them again."""
         self._plans.clear()
 
-    def _check_n(self, n, what="n"):
+    def check_output(self, n, what="n") -> int:
+        """``n`` as an int if it is an output (head iteration) of this network; ShapeError otherwise."""
         heads = self.config.head_iterations
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) not in heads:
             raise ShapeError(f"ItNet: {what}={n!r} is not an output of this network; outputs are {list(heads)}")
@@ -242,37 +146,37 @@ class ItNet:
         logits: (B, C, H, W) float32. ``last`` defaults to the last iteration N; no
         iteration after ``last`` is computed.
         """
-        cfg = self.config
-        last = cfg.iterations if last is None else last
-        if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or not 1 <= last <= cfg.iterations:
-            raise ShapeError(f"ItNet: last={last!r} must be an iteration in 1..{cfg.iterations}")
         x = self.prepare(x)
         g = self.graph(x.shape[2], x.shape[3])
+        last = g.check_last(g.iterations if last is None else last)
         plan = self._plan(g) if self.fused else None
         if plan is not None:
             yield from plan.run(x, last)
             return
-        for n, _, logits in walk(self, g, x, last):
+        for n, _, logits in run_graph(g, FloatBackend(self.params), x, last):
             if logits is not None:
                 yield n, logits
 
-    def _iter_states(self, x: np.ndarray, last: int):
-        """(n, state, logits) at every head iteration n <= last, x prepared: the state as
-        ``walk`` gives it ({"state.l": (B, C, H, W)}), from the fused plan when the graph has
-        one (views valid until the next step), else from the node-by-node walk."""
+    def iter_states(self, x, last: int | None = None):
+        """Yield ``(n, state, logits)`` at every head iteration n <= last: the loop-carried
+        state after iteration n as ``{"state.{l}": (B, C, H_l, W_l)}`` (views valid until the
+        next step; copy to keep them) and the logits, from the fused plan when the graph has
+        one, else from the node-by-node executor (the emulator's float reference)."""
+        x = self.prepare(x)
         g = self.graph(x.shape[2], x.shape[3])
+        last = g.check_last(g.iterations if last is None else last)
         plan = self._plan(g) if self.fused else None
         if plan is not None:
             for n, logits, state in plan.run(x, last, with_state=True):
                 yield n, state, logits
             return
-        for n, state, logits in walk(self, g, x, last):
+        for n, state, logits in run_graph(g, FloatBackend(self.params), x, last):
             if logits is not None:
                 yield n, state, logits
 
     def logits(self, x, n: int | None = None) -> np.ndarray:
         """Logits (B, C, H, W) of output n (default: the last head)."""
-        n = self.config.head_iterations[-1] if n is None else self._check_n(n)
+        n = self.config.head_iterations[-1] if n is None else self.check_output(n)
         for k, lg in self.iter_outputs(x, last=n):
             if k == n:
                 return lg
@@ -308,51 +212,6 @@ _WINO_MIN_BYTES = 0
 
 _NO_AFFINE = np.zeros(1, np.float32)
 _WORKQUEUE_LOCK = threading.Lock()
-
-
-def walk(runner, g: Graph, x: np.ndarray, last: int, heads: bool = True):
-    """The loop of the graph, node by node: yields (n, state, logits or None) for n = 1..last.
-
-    ``runner`` is anything with ``_run_block`` (``ItNet``, or the emulator's chip runner):
-    the data block once, then the body n = 1..last (iteration 1 through ``first_alias``),
-    the loop-carried ``state`` dict after each, and the head's logits at head iterations
-    (None elsewhere, and everywhere when ``heads`` is False). Each block runs with BLAS on
-    one thread: the ops call it from numba code beside ``prange`` loops, and a
-    multi-threaded OpenBLAS spinning next to numba's workers measured ~4x slower on 2 cores.
-    """
-    with _blas.single_threaded_blas():
-        values = runner._run_block(g, g.data, {"image": x}, 0)
-    state = {f"state.{l}": values[name] for l, name in enumerate(g.init)}
-    del values
-    hs = set(g.heads) if heads else set()
-    for n in range(1, last + 1):
-        with _blas.single_threaded_blas():
-            values = runner._run_block(g, g.body_nodes(n), dict(state), n, g.first_alias if n == 1 else None)
-            state = {f"state.{l}": values[g.first_alias.get(name, name)] if n == 1 and name not in values
-                     else values[name] for l, name in enumerate(g.carry)}
-            del values
-            logits = runner._run_block(g, g.head, dict(state), n)["logits"] if n in hs else None
-        yield n, state, logits
-
-
-def _concat_slots(nodes, placeable, channels) -> dict:
-    """{value: (concat node, c0, c1)} for the inputs of the concats in ``nodes`` that a node
-    of the block makes with an op in ``placeable``: channels c0..c1 of the concat's output.
-    Each value gets at most one slot (its first concat; an input listed twice is copied the
-    second time). ``channels(name)``: the channel count of a value made outside the block."""
-    made = {nd.name: nd for nd in nodes}
-    slots: dict = {}
-    for nd in nodes:
-        if nd.op != "concat":
-            continue
-        c0 = 0
-        for i in nd.inputs:
-            p = made.get(i)
-            c = p.shape[0] if p is not None else channels(i)
-            if p is not None and p.op in placeable and i not in slots and p.shape[1:] == nd.shape[1:]:
-                slots[i] = (nd, c0, c0 + c)
-            c0 += c
-    return slots
 
 
 def _exclusive():
@@ -635,31 +494,35 @@ class _FusedPlan:
         """
         g, cfg = self.graph, self.graph.config
         B, T = x.shape[0], numba.get_num_threads()
-        heads = set(cfg.head_iterations)
         w = self._workspace(B, T)
         sc = w["scratch"]
         try:
-            with _exclusive(), _blas.single_threaded_blas():
-                w["img"][:, :, 1:-1, 1:-1] = x
-                env = {"image": (w["img"], 0)}
-                self._run(self.data, env, w["data"], 0, sc, T)
-                state = {f"state.{l}": self._get(self.data, env, v) for l, v in enumerate(g.init)}
-            for n in range(1, last + 1):
+            loop = {"image": (w["img"], 0)}
+            for ph in g.phases(last):
+                blk, arrays = self._lowered(ph, w)
                 with _exclusive(), _blas.single_threaded_blas():
-                    blk = self.first if n == 1 else self.body
-                    env = dict(state)
-                    if n == 1:
-                        env.update({a: state[v] for a, v in g.first_alias.items()})
-                    self._run(blk, env, w["sets"][n % 2], n, sc, T)
-                    state = {f"state.{l}": self._get(blk, env, v) for l, v in enumerate(g.carry)}
-                    if n in heads:
+                    if ph.block == "data":
+                        w["img"][:, :, 1:-1, 1:-1] = x
+                    env = {name: loop[src] for name, src in ph.reads.items()}
+                    if ph.block == "head":
                         logits = self._logits((B, cfg.classes, g.height, g.width))
-                        env = dict(state, logits=(logits, 0))
-                        self._run(self.head, env, w["head"], n, sc, T)
-                if n in heads:
-                    yield (n, logits, self._state_views(state)) if with_state else (n, logits)
+                        env["logits"] = (logits, 0)
+                    self._run(blk, env, arrays, ph.n, sc, T)
+                    if ph.block != "head":
+                        loop = {f"state.{l}": self._get(blk, env, v) for l, v in enumerate(ph.result)}
+                if ph.block == "head":
+                    yield (ph.n, logits, self._state_views(loop)) if with_state else (ph.n, logits)
         finally:
             self._idle = w
+
+    def _lowered(self, ph, w: dict):
+        """The lowered block of a phase and the buffers it writes (two sets alternate in the
+        loop: iteration n never overwrites the state it reads)."""
+        if ph.block == "data":
+            return self.data, w["data"]
+        if ph.block == "head":
+            return self.head, w["head"]
+        return (self.first if ph.n == 1 else self.body), w["sets"][ph.n % 2]
 
     def _state_views(self, state: dict) -> dict:
         views = {}

@@ -33,20 +33,38 @@ maps every resolved name to a ``Layer`` (shapes, parameter and MAC counts).
 With shared weights the body's conv layers appear once in ``Graph.layers`` and
 are executed N times; with independent weights there are N copies.
 
-``Graph.schedule(last)`` walks the graph in execution order up to iteration
-``last`` and yields ``Step(block, n, node, layer)``: what the engine runs, the
-metrics count and the emulator maps.
+The loop
+--------
+The loop's semantics live here and nowhere else. ``Graph.phases(last)`` is the
+run as a sequence of block executions (``Phase``): the data block, then for
+n = 1..last the body and, at head iterations, the head, each with the values
+it reads from the loop (``Phase.reads``) and the values it hands on
+(``Phase.result``). ``Graph.schedule(last)`` flattens the phases into steps
+(``Step(block, n, node, layer)``) and ``unroll(graph)`` resolves every step's
+inputs to the step that made them (the DAG the metrics count and the timing
+model schedules). The executors (``minitnet.executor.run``, the fused
+runtime) run the phases.
+
+The op table
+------------
+``OPS`` describes each op once (``OpSpec``): whether it uses a layer's weights,
+whether it is a matrix-vector product (the MACs, the emulator's tiles), whether
+an executor may hand it an output slice, and which input rows each output row
+reads (``OpSpec.input_rows``; the timing model's row dependencies).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
+
+import numpy as np
 
 from .config import ItNetConfig
 from .errors import ShapeError
 
-__all__ = ["Layer", "Node", "Step", "Graph", "build_graph", "ACT_NONE", "ACT_RELU", "ACT_RELU6"]
+__all__ = ["Layer", "Node", "Step", "Phase", "Graph", "build_graph", "unroll", "OpSpec", "OPS", "op_spec",
+           "rows_same", "rows_conv", "rows_pool", "rows_resize", "ACT_NONE", "ACT_RELU", "ACT_RELU6"]
 
 ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 2
 
@@ -140,6 +158,107 @@ class Node:
         return self.attrs.get("residual")
 
 
+# -- the op table ---------------------------------------------------------------
+def rows_same(OH: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row r reads row r (concat, affine, residual). Returns (lo, hi), each (OH,)."""
+    r = np.arange(OH, dtype=np.int64)
+    return r, r.copy()
+
+
+def rows_conv(H: int, OH: int, KH: int, stride: int = 1, padding: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Input rows of a conv's output row r: ``r*stride - padding + (0..KH-1)``, clipped to 0..H-1."""
+    r = np.arange(OH, dtype=np.int64)
+    top = r * stride - padding
+    return np.clip(top, 0, H - 1), np.clip(top + KH - 1, 0, H - 1)
+
+
+def rows_pool(H: int, OH: int, kernel_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input rows of a max-pool (stride = kernel, ceil mode): ``k*r .. k*r + k - 1``, clipped."""
+    return rows_conv(H, OH, kernel_size, kernel_size, 0)
+
+
+def rows_resize(H: int, OH: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source rows (i0, i1) of bilinear resize, align_corners=False, in float32 as torch:
+    ``src = max((r + 0.5) * H / OH - 0.5, 0)``, ``i0 = min(floor(src), H - 1)``,
+    ``i1 = min(i0 + 1, H - 1)``; identity when OH == H."""
+    if OH == H:
+        return rows_same(OH)
+    f32 = np.float32
+    src = np.maximum(f32(H) / f32(OH) * (np.arange(OH, dtype=f32) + f32(0.5)) - f32(0.5), f32(0.0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), H - 1)
+    return i0, np.minimum(i0 + 1, H - 1)
+
+
+def _same_rows(node, layer, H, OH):
+    if H != OH:
+        raise ShapeError(f"input_rows: node {node.name!r} ({node.op}) reads a value of height {H} and writes "
+                         f"height {OH}; expected equal")
+    return rows_same(OH)
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What every reader of the IR needs to know of one op.
+
+    weighted:  reads the parameters of ``Graph.layer_of(node, n)`` (conv, affine)
+    mvm:       a matrix-vector product: counts MACs, runs on crossbar tiles in the emulator
+    writes_into: the float op can write its output into an array it is given (a concat's slice)
+    rows:      ``rows(node, layer, H, OH) -> (lo, hi)``: the input rows output row r reads,
+               lo[r]..hi[r] (an input of height H; a residual always reads row r)
+    """
+
+    name: str
+    weighted: bool
+    mvm: bool
+    writes_into: bool
+    rows: Callable[[Node, "Layer | None", int, int], tuple[np.ndarray, np.ndarray]]
+
+    def input_rows(self, node: Node, layer: "Layer | None", H: int, OH: int, residual: bool = False):
+        """``rows`` for an input, ``rows_same`` (checked) for a residual."""
+        return _same_rows(node, layer, H, OH) if residual else self.rows(node, layer, H, OH)
+
+    def macs(self, layer: "Layer | None") -> int:
+        """Multiply-accumulates of one execution on one image."""
+        return layer.macs if self.mvm else 0
+
+
+OPS: dict[str, OpSpec] = {
+    "conv": OpSpec("conv", True, True, True,
+                   lambda nd, l, H, OH: rows_conv(H, OH, l.kernel_size[0], l.stride, l.padding)),
+    "affine": OpSpec("affine", True, False, True, _same_rows),
+    "maxpool": OpSpec("maxpool", False, False, False, lambda nd, l, H, OH: rows_pool(H, OH, nd.attrs["kernel_size"])),
+    "resize": OpSpec("resize", False, False, True, lambda nd, l, H, OH: rows_resize(H, OH)),
+    "concat": OpSpec("concat", False, False, False, _same_rows),
+}
+
+
+def op_spec(op: str) -> OpSpec:
+    """The ``OpSpec`` of ``op``; ShapeError naming the known ops otherwise."""
+    try:
+        return OPS[op]
+    except KeyError:
+        raise ShapeError(f"graph: unknown op {op!r}; the IR's ops are {sorted(OPS)}") from None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One execution of a block in the loop: ``block`` "data", "body" or "head" at iteration
+    ``n`` (0 for data), running ``nodes`` in order.
+
+    reads:  {value name inside the block: loop value} with loop values ``"image"`` and
+            ``"state.{l}"`` (the state entering the block; at n = 1 the aliases of the
+            skipped mixing nodes read the state too)
+    result: the block's values handed on: the new state ``state.{l} <- result[l]``
+            (data, body), or ``("logits",)`` (head)
+    """
+
+    block: str
+    n: int
+    nodes: tuple[Node, ...]
+    reads: dict
+    result: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Step:
     """One node executed in one iteration: block is "data", "body" or "head";
@@ -186,18 +305,33 @@ class Graph:
     def iterations(self) -> int:
         return self.config.iterations
 
+    def check_last(self, last, where: str = "ItNet") -> int:
+        """``last`` as an int in 1..N; ShapeError otherwise."""
+        N = self.iterations
+        if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or not 1 <= last <= N:
+            raise ShapeError(f"{where}: last={last!r} must be an iteration in 1..{N}")
+        return int(last)
+
+    def phases(self, last: int | None = None, heads: bool = True) -> Iterator[Phase]:
+        """The loop up to iteration ``last`` (default N) as block executions, in order: the
+        data block; then for n = 1..last the body (its mixing nodes skipped at n = 1) and,
+        when ``heads`` and n is a head iteration, the head."""
+        last = self.iterations if last is None else self.check_last(last, "Graph.phases")
+        L = len(self.init)
+        state = {f"state.{l}": f"state.{l}" for l in range(L)}
+        yield Phase("data", 0, tuple(self.data), {"image": "image"}, self.init)
+        hs = set(self.heads) if heads else set()
+        first = dict(state, **self.first_alias)
+        for n in range(1, last + 1):
+            yield Phase("body", n, tuple(self.body_nodes(n)), first if n == 1 else state, self.carry)
+            if n in hs:
+                yield Phase("head", n, tuple(self.head), state, ("logits",))
+
     def schedule(self, last: int | None = None, heads: bool = True) -> Iterator[Step]:
         """Every step in execution order up to iteration ``last`` (default N), heads included."""
-        last = self.iterations if last is None else last
-        for nd in self.data:
-            yield Step("data", 0, nd, self.layer_name(nd))
-        hs = set(self.heads)
-        for n in range(1, last + 1):
-            for nd in self.body_nodes(n):
-                yield Step("body", n, nd, self.layer_name(nd, n))
-            if heads and n in hs:
-                for nd in self.head:
-                    yield Step("head", n, nd, self.layer_name(nd, n))
+        for ph in self.phases(last, heads):
+            for nd in ph.nodes:
+                yield Step(ph.block, ph.n, nd, self.layer_name(nd, ph.n))
 
     def conv_layers(self) -> list[Layer]:
         """Unique conv layers in first-execution order."""
@@ -218,6 +352,39 @@ class Graph:
                 lines.append(f"    {nd.name:<24} {nd.op:<8} {str(nd.shape):<16} <- {', '.join(nd.inputs)}{lay}{extra}")
         lines.append(f"  carry: {list(self.carry)}; n=1 aliases: {self.first_alias}")
         return "\n".join(lines)
+
+
+Key = tuple  # ("image",) or (block, n, node name)
+IMAGE: Key = ("image",)
+
+
+def unroll(graph: Graph, last: int | None = None, heads: bool = True) -> list[tuple[Step, Key, tuple[Key, ...]]]:
+    """The DAG that running ``graph`` up to iteration ``last`` executes, one entry per step
+    of ``graph.schedule(last)`` in that (topological) order: ``(step, key, preds)``.
+
+    ``key`` is ``(block, n, node name)``; ``preds`` are the keys of the values the step
+    reads (its inputs, then its residual), resolved through ``Graph.phases``: a value a
+    phase reads from the loop is the key that made that loop value.
+    """
+    loop: dict[str, Key] = {"image": IMAGE}
+    out = []
+    for ph in graph.phases(last, heads):
+        made = {nd.name for nd in ph.nodes}
+
+        def key_of(name: str) -> Key:
+            if name in made:
+                return (ph.block, ph.n, name)
+            if name in ph.reads:
+                return loop[ph.reads[name]]
+            raise ShapeError(f"unroll: {ph.block} node input {name!r} at iteration {ph.n} resolves to no value")
+
+        for nd in ph.nodes:
+            names = nd.inputs + ((nd.residual,) if nd.residual else ())
+            out.append((Step(ph.block, ph.n, nd, graph.layer_name(nd, ph.n)), (ph.block, ph.n, nd.name),
+                        tuple(key_of(nm) for nm in names)))
+        if ph.block != "head":
+            loop = {"image": IMAGE, **{f"state.{l}": key_of(v) for l, v in enumerate(ph.result)}}
+    return out
 
 
 class _Builder:

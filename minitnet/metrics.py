@@ -8,8 +8,8 @@ anytime output; ``auc`` is the paper's Equation 2.
 Cost: ``count(graph)`` returns a ``Counts`` with parameters (BN apart), MACs of
 every output (own and cumulative), graph size (unique conv layers) and latency
 (conv layers on the longest path). Everything is read off the IR that the
-engine executes (``minitnet.graph``): the unrolled DAG of ``Graph.schedule``
-(``unroll``) gives the dependencies, ``Graph.layers`` the unique layers.
+engine executes (``minitnet.graph``): its unrolled DAG (``graph.unroll``)
+gives the dependencies, ``Graph.layers`` the unique layers.
 Definitions with formulas: ``docs/metrics.md``.
 """
 
@@ -23,11 +23,11 @@ import numpy as np
 
 from .config import ItNetConfig
 from .errors import DataError, ShapeError
-from .graph import Graph, Step, build_graph
+from .graph import IMAGE, Graph, Key, build_graph, op_spec, unroll
 
 __all__ = [
     "confusion_matrix", "iou_per_class", "mean_iou", "ConfusionAccumulator",
-    "Counts", "LayerCount", "count", "count_config", "unroll", "auc", "CAMVID_CHANCE_MIOU", "AUC_X",
+    "Counts", "LayerCount", "count", "count_config", "auc", "CAMVID_CHANCE_MIOU", "AUC_X",
     "Evaluation", "evaluate",
 ]
 
@@ -152,61 +152,6 @@ class ConfusionAccumulator:
 # ---------------------------------------------------------------------------------------------
 # cost: the unrolled DAG and the counts
 # ---------------------------------------------------------------------------------------------
-Key = tuple  # ("image",) or (block, n, node name)
-IMAGE: Key = ("image",)
-
-
-def unroll(graph: Graph, last: int | None = None) -> list[tuple[Step, Key, tuple[Key, ...]]]:
-    """The DAG that running ``graph`` up to iteration ``last`` executes, one entry per step
-    of ``graph.schedule(last)`` in that (topological) order: ``(step, key, preds)``.
-
-    ``key`` is ``(block, n, node name)``; ``preds`` are the keys of the values the step
-    reads (its inputs and its residual), with the loop resolved: ``state.{l}`` at
-    iteration n is ``carry[l]`` of iteration n - 1 (the data block's ``init[l]`` for
-    n = 1), and at n = 1 a value of a skipped node resolves through ``first_alias``.
-    """
-    last = graph.iterations if last is None else last
-    ran = {n: {nd.name for nd in graph.body_nodes(n)} for n in range(1, last + 1)}
-    data_names = {nd.name for nd in graph.data}
-    state_keys: dict[int, tuple[Key, ...]] = {}
-
-    def body_value(name: str, n: int) -> Key:
-        if name in ran[n]:
-            return ("body", n, name)
-        if n == 1 and name in graph.first_alias:
-            return body_value(graph.first_alias[name], n)
-        if name.startswith("state."):
-            return state(n - 1)[int(name.split(".", 1)[1])]
-        raise ShapeError(f"unroll: body node input {name!r} at iteration {n} resolves to no value")
-
-    def state(n: int) -> tuple[Key, ...]:
-        if n not in state_keys:
-            if n == 0:
-                state_keys[0] = tuple(("data", 0, name) for name in graph.init)
-            else:
-                state_keys[n] = tuple(body_value(c, n) for c in graph.carry)
-        return state_keys[n]
-
-    def resolve(st: Step, name: str) -> Key:
-        if st.block == "data":
-            if name == "image":
-                return IMAGE
-            if name in data_names:
-                return ("data", 0, name)
-            raise ShapeError(f"unroll: data node {st.node.name!r} reads unknown value {name!r}")
-        if st.block == "body":
-            return body_value(name, st.n)
-        if name.startswith("state."):  # head n reads the state after iteration n
-            return state(st.n)[int(name.split(".", 1)[1])]
-        return ("head", st.n, name)
-
-    out = []
-    for st in graph.schedule(last):
-        names = list(st.node.inputs) + ([st.node.residual] if st.node.residual else [])
-        out.append((st, (st.block, st.n, st.node.name), tuple(resolve(st, nm) for nm in names)))
-    return out
-
-
 class LayerCount(NamedTuple):
     """One unique conv layer: its parameters, MACs per execution, graph-size bytes and
     how many times a full run executes it (N for a shared body layer, 1 otherwise)."""
@@ -293,12 +238,12 @@ def count(graph: Graph) -> Counts:
     depth: dict[Key, int] = {IMAGE: 0}
     runs = dict.fromkeys((l.name for l in convs), 0)
     for st, key, pr in dag:
-        is_conv = st.node.op == "conv"
-        if is_conv:
+        spec = op_spec(st.node.op)
+        if spec.mvm:
             runs[st.layer] += 1
         preds[key] = pr
-        cost[key] = graph.layers[st.layer].macs if is_conv else 0
-        depth[key] = max(depth[p] for p in pr) + is_conv  # longest path, counting conv nodes only
+        cost[key] = spec.macs(graph.layers.get(st.layer))
+        depth[key] = max(depth[p] for p in pr) + spec.mvm  # longest path, counting conv nodes only
 
     def ancestors(root: Key, seen: set) -> int:
         """MACs of the conv steps ``root`` depends on that are not in ``seen`` yet (adds them)."""

@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import ItNetConfig
 from .errors import ConfigError, WeightsError
+
+if TYPE_CHECKING:
+    from .graph import Graph
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "CAMVID_NORMALISATION", "CITYSCAPES_NORMALISATION",
@@ -213,3 +217,37 @@ def read_hdf5(path) -> WeightFile:
                 raise WeightsError(f"{path}: tensor {k!r} cannot be read, the file may be corrupt ({e})") from None
     _check_tensors(cfg, tensors, where=path)
     return WeightFile(cfg, tensors, scale, offset, bn_eps, metadata)
+
+
+# -- folding ----------------------------------------------------------------------------
+def _bn_scale_shift(t: dict, prefix: str, eps: float, ch: tuple[int, int]):
+    a, b = ch
+    g = t[f"{prefix}.weight"][a:b].astype(np.float64)
+    beta = t[f"{prefix}.bias"][a:b].astype(np.float64)
+    mean = t[f"{prefix}.running_mean"][a:b].astype(np.float64)
+    var = t[f"{prefix}.running_var"][a:b].astype(np.float64)
+    s = g / np.sqrt(var + eps)
+    return s, beta - mean * s
+
+
+def fold_weights(graph: Graph, tensors: dict, bn_eps: float = BN_EPS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per unique layer of ``graph``: conv -> (w, b) with BN folded; affine -> (scale, shift).
+
+    Folding is done in float64 and rounded once to float32.
+    """
+    out = {}
+    for name, lay in graph.layers.items():
+        if lay.kind == "conv":
+            w = tensors[f"{name}.weight"].astype(np.float64)
+            b = tensors[f"{name}.bias"].astype(np.float64) if lay.bias else np.zeros(lay.out_channels)
+            if lay.bn is not None:
+                s, shift = _bn_scale_shift(tensors, lay.bn, bn_eps, lay.bn_channels)
+                w = w * s[:, None, None, None]
+                b = b * s + shift
+            out[name] = (np.ascontiguousarray(w, np.float32), np.ascontiguousarray(b, np.float32))
+        elif lay.kind == "affine":
+            s, shift = _bn_scale_shift(tensors, lay.bn, bn_eps, lay.bn_channels)
+            out[name] = (np.ascontiguousarray(s, np.float32), np.ascontiguousarray(shift, np.float32))
+        else:  # pragma: no cover - graph.py defines the kinds
+            raise ValueError(f"unknown layer kind {lay.kind!r}")
+    return out

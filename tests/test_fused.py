@@ -14,6 +14,7 @@ from conftest import ATOL_REDUCTION
 from netutil import random_tensors
 
 import minitnet.engine as E
+import minitnet.executor as X
 from minitnet import ItNetConfig, ops
 from minitnet import kernels as K
 from minitnet.engine import ItNet
@@ -270,16 +271,16 @@ def test_fused_equals_reference_executor(L, K, N, f, shared, heads, hw, B, wino,
 
 @pytest.mark.parametrize("L,K,N,f,shared,heads,hw,B", [NETS[0], NETS[1], NETS[3], NETS[-1]])
 def test_fused_states_equal_reference_walk(L, K, N, f, shared, heads, hw, B):
-    # ItNet._iter_states (the emulator's state_error reference): the fused plan's loop-carried
+    # ItNet.iter_states (the emulator's state_error reference): the fused plan's loop-carried
     # state at each head, as views of its padded buffers, against the node-by-node walk's
     cfg = ItNetConfig(levels=L, blocks=K, iterations=N, width=f, shared=shared, heads=heads)
     rng = np.random.default_rng(7)
     net = ItNet(cfg, random_tensors(cfg, rng))
     x = net.prepare(rng.normal(0, 1, (B, 3, *hw)).astype(F32))
-    got = [(n, {k: v.copy() for k, v in st.items()}, lg.copy()) for n, st, lg in net._iter_states(x, N)]
+    got = [(n, {k: v.copy() for k, v in st.items()}, lg.copy()) for n, st, lg in net.iter_states(x, N)]
     assert [n for n, _, _ in got] == list(cfg.head_iterations)
     net.fused = False
-    want = list(net._iter_states(x, N))
+    want = list(net.iter_states(x, N))
     assert [n for n, _, _ in want] == list(cfg.head_iterations)
     for (n, a, la), (_, b, lb) in zip(got, want):
         assert a.keys() == b.keys()
@@ -392,7 +393,7 @@ def test_reference_executor_places_concat_inputs_in_their_slices():
     g = net.graph(40, 48)
     body = list(g.body_nodes(2))
     shapes = {nd.name: nd.shape for nd in body}
-    slots = E._concat_slots(body, ItNet._PLACED_OPS, lambda name: 4)
+    slots = X.concat_slots(body, X.FloatBackend.placed_ops, lambda name: 4)
     for nd in body:
         if nd.op != "concat":
             continue
@@ -408,9 +409,11 @@ def test_reference_executor_places_concat_inputs_in_their_slices():
     # placed or copied, the values are those of ops.concat (one image: placed; two: copied)
     for B in (1, 2):
         x = rng.normal(0, 1, (B, 3, 40, 48)).astype(F32)
-        values = net._run_block(g, g.data, {"image": x}, 0)
+        be = X.FloatBackend(net.params)
+        data, body1 = list(g.phases(1, heads=False))
+        values = X.run_phase(g, be, data, {"image": x})
         state = {f"state.{l}": values[name] for l, name in enumerate(g.init)}
-        got = net._run_block(g, g.body_nodes(1), dict(state), 1, g.first_alias)
+        got = X.run_phase(g, be, body1, {name: state[src] for name, src in body1.reads.items()})
         for nd in g.body_nodes(1):
             if nd.op == "concat":
                 args = [got[g.first_alias.get(i, i)] if i not in got else got[i] for i in nd.inputs]
@@ -426,14 +429,17 @@ def test_concat_of_one_value_twice_fills_both_slices():
 
     class _G:
         @staticmethod
-        def layer_name(nd, n):
+        def layer_of(nd, n):
             return None
 
     nodes = [Node("r", "resize", ("x",), (3, 6, 8), None, {"size": (6, 8)}, True),
              Node("cat", "concat", ("r", "x2", "r"), (8, 6, 8), None, {}, True)]
     x = np.random.default_rng(7).normal(0, 1, (1, 3, 3, 4)).astype(F32)
     x2 = np.random.default_rng(8).normal(0, 1, (1, 2, 6, 8)).astype(F32)
-    got = net._run_block(_G(), nodes, {"x": x, "x2": x2}, 1)
+    from minitnet.graph import Phase
+
+    phase = Phase("body", 1, tuple(nodes), {}, ())
+    got = X.run_phase(_G(), X.FloatBackend(net.params), phase, {"x": x, "x2": x2})
     r = ops.interpolate_bilinear(x, (6, 8))
     np.testing.assert_array_equal(got["cat"], np.concatenate([r, x2, r], axis=1))
     assert np.shares_memory(got["r"], got["cat"]), "the resize should write into the concat's first slice"

@@ -8,9 +8,9 @@ import pytest
 
 from minitnet.config import ItNetConfig
 from minitnet.errors import DataError, ShapeError
-from minitnet.graph import build_graph
+from minitnet.graph import build_graph, unroll
 from minitnet.metrics import (CAMVID_CHANCE_MIOU, ConfusionAccumulator, auc, confusion_matrix, count,
-                              count_config, iou_per_class, mean_iou, unroll)
+                              count_config, iou_per_class, mean_iou)
 
 SHARED = ItNetConfig(levels=3, blocks=1, iterations=16, width=51, shared=True)
 INDEPENDENT = ItNetConfig(levels=3, blocks=1, iterations=16, width=29, shared=False)

@@ -22,8 +22,9 @@ import pytest
 
 from emulator import ConfigError, HardwareConfig, preset
 from emulator.tiles import plan_layer
-from emulator.timing import (Dep, Mapping, Op, Resource, TimingConfig, extract, line_buffer_peaks, rows_conv,
-                             rows_pool, rows_resize, simulate, time_graph, time_mapping)
+from minitnet.graph import rows_conv, rows_pool, rows_resize
+from emulator.timing import (Dep, Mapping, Op, Resource, TimingConfig, extract, line_buffer_peaks,
+                             simulate, time_graph, time_mapping)
 from minitnet import ops as mops
 from minitnet.config import ItNetConfig
 from minitnet.graph import build_graph
