@@ -1,18 +1,57 @@
-"""The ``minitnet`` command line. Each subcommand lives in its own module here and
-exposes ``register(subparsers)``, which adds its parser and sets ``func``."""
+"""The ``minitnet`` command line.
+
+Each of minitnet's own subcommands lives in a module here (``COMMANDS``). Other packages add
+commands through the entry-point group ``minitnet.commands`` (``PLUGIN_GROUP``): each entry
+point names a module with ``register(subparsers)``, which adds one or more parsers and sets
+``func`` on each, e.g. in pyproject.toml::
+
+    [project.entry-points."minitnet.commands"]
+    emulate = "emulator.cli"
+
+Both kinds of module are loaded the same way, so a plug-in needs nothing else. ``main``
+turns every ``MinitnetError`` into ``minitnet COMMAND: error: ...`` and exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
 from ..errors import MinitnetError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["COMMANDS", "PLUGIN_GROUP", "build_parser", "main"]
 
-#: subcommand modules, in the order `minitnet --help` lists them
-COMMANDS = ["segment", "info", "evaluate", "search", "emulate", "timing"]
+#: minitnet's own subcommand modules, in the order `minitnet --help` lists them (plug-ins follow)
+COMMANDS = ["segment", "info", "evaluate", "search"]
+#: the entry-point group through which other packages (the emulator) add subcommands
+PLUGIN_GROUP = "minitnet.commands"
+
+
+def _plugins() -> list:
+    """The entry points of ``PLUGIN_GROUP``, sorted by name, each name once (an editable
+    install can expose the same distribution's metadata twice)."""
+    seen = {}
+    for ep in entry_points(group=PLUGIN_GROUP):
+        seen.setdefault(ep.name, ep)
+    return [seen[name] for name in sorted(seen)]
+
+
+def _register_broken(sub, ep, err: Exception) -> None:
+    """A stand-in command for a plug-in that failed to import: listed, and explains itself when run."""
+    why = f"{type(err).__name__}: {err}"
+
+    def fail(args):
+        raise MinitnetError(f"the command module {ep.value!r} (entry point {ep.name!r} of {PLUGIN_GROUP!r}) "
+                            f"failed to load: {why}; reinstall with `pip install -e .` or fix the import")
+
+    names = sub.choices if hasattr(sub, "choices") else {}
+    if ep.name not in names:
+        # no option prefix: every argument, `--help` included, lands in `rest` and is ignored
+        p = sub.add_parser(ep.name, help=f"(unavailable: {why})", add_help=False, prefix_chars="\0")
+        p.add_argument("rest", nargs="*")
+        p.set_defaults(func=fail)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,12 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"minitnet {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    for ep in _plugins():
         try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:  # a subcommand not written yet
-            if e.name == f"{__name__}.{name}":
-                continue
-            raise
+            mod = ep.load()
+        except Exception as e:  # a broken plug-in must not take the other commands down
+            _register_broken(sub, ep, e)
+            continue
         mod.register(sub)
     return p
 

@@ -1,4 +1,6 @@
-"""Helpers shared by the subcommands: default weights, config flags, JSON output."""
+"""Helpers shared by the subcommands (minitnet's own and the plug-ins registered through the
+``minitnet.commands`` entry points, e.g. ``emulator.cli``): default weights, architecture and
+geometry flags, ``--void``, JSON output. Everything here is public API of the CLI."""
 
 from __future__ import annotations
 
@@ -10,8 +12,16 @@ from pathlib import Path
 from ..config import ItNetConfig
 from ..errors import ConfigError
 
+__all__ = ["DATASETS", "DEFAULT_WEIGHTS", "WEIGHTS_DIR", "add_config_flags", "add_geometry_flags",
+           "config_from_args", "config_or_weights", "default_weights", "describe", "geometry",
+           "parse_void", "print_json"]
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "camvid-shared-f51.h5"
+
+#: input geometry presets: (height, width, classes)
+DATASETS = {"camvid": (360, 480, 11), "cityscapes": (512, 1024, 19)}
+_CONFIG_DESTS = ("levels", "blocks", "iterations", "width", "classes", "shared", "heads")
 
 
 def default_weights() -> Path:
@@ -21,17 +31,33 @@ def default_weights() -> Path:
     return WEIGHTS_DIR / "demo-random-f51.h5"
 
 
-def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """Architecture flags: --levels --blocks --iterations --width --classes --shared/--independent --heads."""
+def add_config_flags(p: argparse.ArgumentParser, defaults_none: bool = False) -> None:
+    """Architecture flags: --levels --blocks --iterations --width --classes --shared/--independent --heads.
+
+    With ``defaults_none`` every flag defaults to None, so that an explicit flag can be told
+    apart (``config_or_weights`` refuses one next to --weights, and lets --dataset choose the
+    classes); the help still shows the value used when the flag is absent.
+    """
     g = p.add_argument_group("architecture (when no --weights is given)")
     d = ItNetConfig()
-    g.add_argument("--levels", type=int, default=d.levels, help="L, scales (default %(default)s)")
-    g.add_argument("--blocks", type=int, default=d.blocks, help="K, BRBs per scale (default %(default)s)")
-    g.add_argument("--iterations", type=int, default=d.iterations, help="N (default %(default)s)")
-    g.add_argument("--width", type=int, default=d.width, help="f, channels (default %(default)s)")
-    g.add_argument("--classes", type=int, default=d.classes, help="C (default %(default)s)")
+
+    def default(name):
+        return None if defaults_none else getattr(d, name)
+
+    def shown(name):
+        if defaults_none and name == "classes":
+            return "11, or 19 with --dataset cityscapes"
+        return str(getattr(d, name))
+
+    g.add_argument("--levels", type=int, default=default("levels"), help=f"L, scales (default {shown('levels')})")
+    g.add_argument("--blocks", type=int, default=default("blocks"),
+                   help=f"K, BRBs per scale (default {shown('blocks')})")
+    g.add_argument("--iterations", type=int, default=default("iterations"), help=f"N (default {shown('iterations')})")
+    g.add_argument("--width", type=int, default=default("width"), help=f"f, channels (default {shown('width')})")
+    g.add_argument("--classes", type=int, default=default("classes"), help=f"C (default {shown('classes')})")
     m = g.add_mutually_exclusive_group()
-    m.add_argument("--shared", dest="shared", action="store_true", default=True, help="shared weights (default)")
+    m.add_argument("--shared", dest="shared", action="store_true", default=None if defaults_none else True,
+                   help="shared weights (default)")
     m.add_argument("--independent", dest="shared", action="store_false", help="independent weights per iteration")
     g.add_argument("--heads", default=None, help="comma list of head iterations, e.g. 1,6,11,16 (default: all)")
 
@@ -45,6 +71,75 @@ def config_from_args(args) -> ItNetConfig:
             raise ConfigError(f"--heads {args.heads!r}: expected a comma list of integers like 1,6,11,16") from None
     return ItNetConfig(levels=args.levels, blocks=args.blocks, iterations=args.iterations, width=args.width,
                        classes=args.classes, shared=args.shared, heads=heads)
+
+
+def config_or_weights(args) -> tuple[ItNetConfig, str | None]:
+    """The architecture from --weights, or else from the flags of ``add_config_flags(p, defaults_none=True)``
+    (absent ones take ItNetConfig's defaults; --classes that of --dataset)."""
+    explicit = [f"--{d}" for d in _CONFIG_DESTS if getattr(args, d) is not None and d != "shared"]
+    if args.shared is not None:
+        explicit.append("--shared" if args.shared else "--independent")
+    if args.weights:
+        if explicit:
+            raise ConfigError(f"--weights {args.weights} fixes the architecture; drop {', '.join(explicit)}")
+        from ..weights import read_hdf5
+
+        return read_hdf5(args.weights).config, str(args.weights)
+    ns = argparse.Namespace(**vars(args))
+    d = ItNetConfig()
+    for dest in ("levels", "blocks", "iterations", "width"):
+        if getattr(ns, dest) is None:
+            setattr(ns, dest, getattr(d, dest))
+    if ns.classes is None:
+        ns.classes = DATASETS[args.dataset][2]
+    if ns.shared is None:
+        ns.shared = True
+    return config_from_args(ns), None
+
+
+def describe(cfg: ItNetConfig) -> str:
+    """One line: L, K, N, f, C, shared or independent, and the head iterations."""
+    heads = cfg.head_iterations
+    hs = f"1..{cfg.iterations}" if cfg.heads is None else ",".join(map(str, heads))
+    return (f"ItNet L={cfg.levels} K={cfg.blocks} N={cfg.iterations} f={cfg.width} C={cfg.classes}, "
+            f"{'shared' if cfg.shared else 'independent'} weights, {len(heads)} outputs (heads at {hs})")
+
+
+def add_geometry_flags(p: argparse.ArgumentParser) -> None:
+    """--dataset (geometry preset), --height, --width-px (the image size; --width is f)."""
+    g = p.add_argument_group("input geometry")
+    g.add_argument("--dataset", choices=sorted(DATASETS), default="camvid",
+                   help="preset: camvid = 480x360 pixels, 11 classes (default); "
+                        "cityscapes = 1024x512 pixels, 19 classes")
+    g.add_argument("--height", type=int, default=None, help="image height in pixels (default: the preset's)")
+    g.add_argument("--width-px", type=int, default=None, dest="width_px",
+                   help="image width in pixels (default: the preset's); --width is the channel width f")
+
+
+def geometry(args) -> tuple[int, int]:
+    """(height, width) in pixels from --dataset, --height, --width-px."""
+    h0, w0, _ = DATASETS[args.dataset]
+    h = h0 if args.height is None else args.height
+    w = w0 if args.width_px is None else args.width_px
+    for name, v in (("--height", h), ("--width-px", w)):
+        if v < 1:
+            raise ConfigError(f"{name} must be a positive number of pixels, got {v}")
+    return h, w
+
+
+def parse_void(spec: str | None):
+    """--void: None -> the default (C); 'none' -> nothing ignored; '11' or '11,255' -> those values."""
+    if spec is None:
+        return "classes"
+    if spec.strip().lower() == "none":
+        return None
+    try:
+        vals = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--void {spec!r}: expected none or a comma list of label values like 11 or 11,255") from None
+    if not vals:
+        raise ConfigError(f"--void {spec!r}: no values")
+    return vals
 
 
 def print_json(obj) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..metrics import AUC_X, CAMVID_CHANCE_MIOU, evaluate
-from .common import default_weights, print_json
+from .common import default_weights, parse_void, print_json
 
 HELP = """Evaluate an ItNet on a dataset split in the SegNet layout: DATA_DIR/<split>/ holds
 the images and DATA_DIR/<split>annot/ the label maps (same file names, one
@@ -31,21 +31,6 @@ def class_names(classes: int) -> list[str]:
     if classes == len(CITYSCAPES_CLASSES):
         return list(CITYSCAPES_CLASSES)
     return [f"class {c}" for c in range(classes)]
-
-
-def parse_void(spec: str | None):
-    """--void: None -> the default (C); 'none' -> nothing ignored; '11' or '11,255' -> those values."""
-    if spec is None:
-        return "classes"
-    if spec.strip().lower() == "none":
-        return None
-    try:
-        vals = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise ConfigError(f"--void {spec!r}: expected none or a comma list of label values like 11 or 11,255") from None
-    if not vals:
-        raise ConfigError(f"--void {spec!r}: no values")
-    return vals
 
 
 def register(sub):

@@ -8,8 +8,7 @@ import itertools
 from ..config import ItNetConfig
 from ..errors import ConfigError
 from ..metrics import count_config
-from .common import print_json
-from .info import DATASETS, add_geometry_flags, geometry
+from .common import DATASETS, add_geometry_flags, geometry, print_json
 
 HELP = """The grid rule of the paper (Section III-A): for every (L, K, N) of the grid, the
 largest width f whose last output needs fewer than --budget-gmacs billion MACs per

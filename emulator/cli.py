@@ -1,7 +1,12 @@
-"""``minitnet emulate`` and ``minitnet emulate-eval``: an ItNet on emulated analog crossbar tiles.
+"""The emulator's commands of ``minitnet``: ``emulate``, ``emulate-eval`` and ``emulate-timing``.
 
-Both take a hardware preset (``--preset``) and any ``HardwareConfig`` field as an
-override flag (``--t-inference 3600``, ``--out-bits 6``, ``--inp-bound none``).
+They plug into the ``minitnet`` command through the entry point ``emulate = "emulator.cli"`` of
+the group ``minitnet.commands`` (pyproject.toml): ``minitnet.cli`` calls ``register(subparsers)``
+here, so the ``minitnet`` package never imports ``emulator``.
+
+``emulate`` and ``emulate-eval`` take a hardware preset (``--preset``) and any ``HardwareConfig``
+field as an override flag (``--t-inference 3600``, ``--out-bits 6``, ``--inp-bound none``);
+``emulate-timing`` schedules the loop graph on fully-parallel tiles (``emulator/timing.py``).
 """
 
 from __future__ import annotations
@@ -9,12 +14,27 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from .common import default_weights, print_json
+from minitnet.cli.common import (add_config_flags, add_geometry_flags, config_or_weights, default_weights,
+                                 describe, geometry, parse_void, print_json)
+from minitnet.graph import build_graph
+
+from .config import PRESETS, HardwareConfig, preset
+from .errors import ConfigError
+from .timing import TimingConfig
+
+__all__ = ["add_hardware_flags", "hardware_from_args", "register"]
+
+
+def register(sub) -> None:
+    """Add ``emulate``, ``emulate-eval`` and ``emulate-timing`` to the ``minitnet`` subparsers."""
+    _register_emulate(sub)
+    _register_timing(sub)
+
 
 HELP_ONE = """Run one image through an ItNet programmed onto emulated analog crossbar tiles
 (emulator/README.md): every unique conv layer on tiles, a shared iterative block
@@ -60,8 +80,6 @@ def _parse_value(type_name: str, text: str, name: str):
 
 def add_hardware_flags(p: argparse.ArgumentParser) -> None:
     """--preset, and one override flag per HardwareConfig field (default: the preset's value)."""
-    from emulator import PRESETS, HardwareConfig
-
     p.add_argument("--preset", default="pcm", metavar="NAME",
                    help=f"hardware preset: {', '.join(sorted(PRESETS))} (default %(default)s)")
     g = p.add_argument_group("hardware overrides (HardwareConfig fields; units in emulator/README.md)")
@@ -73,8 +91,6 @@ def add_hardware_flags(p: argparse.ArgumentParser) -> None:
 
 def hardware_from_args(args):
     """The HardwareConfig of --preset with every given override; bad values raise ConfigError."""
-    from emulator import HardwareConfig, preset
-
     over = {}
     for f in dataclasses.fields(HardwareConfig):
         v = getattr(args, f"hw_{f.name}", None)
@@ -85,8 +101,6 @@ def hardware_from_args(args):
 
 def _hw_changes(hw) -> dict:
     """The fields of ``hw`` that differ from the defaults (the ideal preset)."""
-    from emulator import HardwareConfig
-
     d = HardwareConfig()
     return {f.name: getattr(hw, f.name) for f in dataclasses.fields(hw) if getattr(hw, f.name) != getattr(d, f.name)}
 
@@ -100,7 +114,7 @@ def _common(p):
     p.add_argument("--report", action="store_true", help="also print the tile mapping report")
 
 
-def register(sub):
+def _register_emulate(sub):
     p = sub.add_parser("emulate", help="run one image on emulated analog crossbar tiles",
                        description=HELP_ONE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", metavar="IMAGE", help="image file")
@@ -134,10 +148,10 @@ def register(sub):
 
 # --- emulate ------------------------------------------------------------------------------------
 def run_one(args) -> int:
-    import emulator
+    from minitnet.data import CAMVID_PALETTE, colorize, read_image
+    from minitnet.engine import load
 
-    from ..data import CAMVID_PALETTE, colorize, read_image
-    from ..engine import load
+    from . import format_report, program
 
     hw = hardware_from_args(args)
     weights = Path(args.weights) if args.weights else default_weights()
@@ -145,7 +159,7 @@ def run_one(args) -> int:
     img = read_image(args.image)
     calib = [read_image(p) for p in args.calibration] if args.calibration else [img]
     rng_prog, rng_run = (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2))
-    chip = emulator.program(net, hw, rng_prog, calibration=calib)  # used only where hw needs ranges
+    chip = program(net, hw, rng_prog, calibration=calib)  # used only where hw needs ranges
     floats = dict(net.iter_outputs(img))
     rows = []
     out = Path(args.out) if args.out else None
@@ -183,7 +197,7 @@ def run_one(args) -> int:
               f"{100 * r['pixel_agreement']:>12.2f}")
     if args.report:
         print()
-        print(emulator.format_report(report))
+        print(format_report(report))
     if out is not None:
         print(f"\n  class maps written to {out}")
     return 0
@@ -195,14 +209,13 @@ def _pct(v):
 
 
 def run_eval(args) -> int:
-    import emulator
-    from emulator.evaluation import evaluate_chips, plot_chips
+    from minitnet.engine import load
 
-    from ..engine import load
-    from .evaluate import parse_void
+    from . import format_report, mapping_report
+    from .evaluation import evaluate_chips, plot_chips
 
     if args.plot:
-        from ..plots import require_matplotlib
+        from minitnet.plots import require_matplotlib
 
         require_matplotlib()
     if args.chips < 1:
@@ -224,7 +237,7 @@ def run_eval(args) -> int:
     if args.json:
         d = ev.to_dict()
         d.update(weights=str(weights), data_dir=str(args.data_dir), split=args.split, preset=args.preset,
-                 plot=args.plot, mapping=emulator.mapping_report(net, hw) if args.report else None)
+                 plot=args.plot, mapping=mapping_report(net, hw) if args.report else None)
         print_json(d)
         return 0
     changes = ", ".join(f"{k}={v}" for k, v in _hw_changes(hw).items()) or "no changes (ideal)"
@@ -245,8 +258,113 @@ def run_eval(args) -> int:
         print(line)
     if args.report:
         print()
-        print(emulator.format_report(emulator.mapping_report(net, hw)))
+        print(format_report(mapping_report(net, hw)))
     if args.plot:
         print(f"\n  plot: {args.plot}")
     return 0
 
+
+# --- emulate-timing -------------------------------------------------------------------------------
+HELP_TIMING = """Schedule an ItNet row by row on analog in-memory-computing tiles where every
+unique conv layer owns its tiles and all tiles work at once (emulator/timing.py).
+Reports, for three mappings of the network -- shared (one iterative block serves
+all N iterations), independent (the loop unrolled: N bodies) and replicated (r
+copies of the shared block) -- the tiles, the cycle at which every output m_n is
+complete (one frame alone), the steady-state cycles between finished frames when
+--frames frames are streamed back to back, the busiest tiles and the tile
+utilisation. The architecture comes from --weights or from the flags; cycle
+parameters from --set FIELD=VALUE (TimingConfig fields, e.g. --set cols_per_adc=4)
+and DAC/ADC bits and tile size from the hardware preset."""
+
+
+def _parse_sets(items) -> dict:
+    fields = {f.name: f for f in dataclasses.fields(TimingConfig)}
+    out = {}
+    for item in items or ():
+        key, sep, val = item.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
+        default = getattr(TimingConfig(), key)
+        try:
+            if isinstance(default, bool):
+                if val.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(val)
+                out[key] = val.lower() in ("true", "1")
+            elif isinstance(default, int):
+                out[key] = int(val)
+            else:
+                out[key] = float(val)
+        except ValueError:
+            raise ConfigError(f"--set {item!r}: {val!r} is not a valid {type(default).__name__}") from None
+    return out
+
+
+def _register_timing(sub):
+    p = sub.add_parser("emulate-timing", help="cycle-level latency and throughput on fully-parallel tiles",
+                       description=HELP_TIMING, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", default=None, metavar="W.h5",
+                   help="time the architecture stored in this weights file (else use the flags below)")
+    add_config_flags(p, defaults_none=True)
+    add_geometry_flags(p)
+    g = p.add_argument_group("hardware and mapping")
+    g.add_argument("--preset", default="pcm",
+                   help="hardware preset giving tile rows/cols and DAC/ADC bits (default %(default)s)")
+    g.add_argument("--tile-rows", type=int, default=None, help="crossbar rows per tile (default: the preset's)")
+    g.add_argument("--tile-cols", type=int, default=None, help="crossbar columns per tile (default: the preset's)")
+    g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a TimingConfig field, repeatable (e.g. cols_per_adc=4, row_handoff_cycles=0)")
+    g.add_argument("--frames", type=int, default=4,
+                   help="frames streamed back to back for the steady-state interval (>= 2, default %(default)s)")
+    g.add_argument("--replication", type=int, default=4,
+                   help="copies r of the iterative block's tiles in the replicated mapping (default %(default)s)")
+    g.add_argument("--split", choices=("iteration", "row"), default="iteration",
+                   help="how replicated copies share the work: by iteration (copy (n-1) %% r), or by "
+                        "output row (default %(default)s)")
+    g.add_argument("--data-replication", type=int, default=1, metavar="D",
+                   help="most copies of a data-block conv's tiles, to balance the pipeline (default %(default)s)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object; per mapping under 'mappings': tiles, output_latency_cycles, "
+                        "frame_interval_cycles, executions (start/end cycles per layer and iteration), resources")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="save tile activity over time and the latency of each output (needs matplotlib)")
+    p.set_defaults(func=run_timing)
+
+
+def run_timing(args) -> int:
+    from .timing import plot, time_graph
+
+    cfg, weights = config_or_weights(args)
+    h, w = geometry(args)
+    over = {k: v for k, v in (("rows", args.tile_rows), ("cols", args.tile_cols)) if v is not None}
+    hw = preset(args.preset, **over)
+    timing = TimingConfig(**_parse_sets(args.set))
+    graph = build_graph(cfg, h, w)
+    t0 = time.perf_counter()
+    rep = time_graph(graph, hw, timing, frames=args.frames, replication=args.replication, split=args.split,
+                     data_replication=args.data_replication)
+    seconds = time.perf_counter() - t0
+    if args.plot:
+        plot(rep, args.plot)
+    if args.json:
+        d = rep.to_dict()
+        d["weights"] = weights
+        d["schedule_seconds"] = seconds
+        print_json(d)
+        return 0
+    if weights:
+        print(f"{weights}:")
+    print(describe(cfg))
+    print(f"input {w}x{h} pixels (W x H); tiles {hw.rows}x{hw.cols} (preset {args.preset!r})")
+    print(f"timing: {timing.describe(hw)}")
+    print()
+    print(rep.table())
+    for name, m in rep.mappings.items():
+        if m.note:
+            print(f"  note ({name}): {m.note}")
+    print()
+    print("  latency of every output (Mcycles):")
+    print(rep.output_table())
+    print(f"\n  scheduled {args.frames + 1} x 3 runs in {seconds:.2f} s"
+          + (f"; plot saved to {args.plot}" if args.plot else ""))
+    return 0
