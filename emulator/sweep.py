@@ -1,0 +1,844 @@
+"""Noise sweeps on Dask: hardware settings x weights x chips, evaluated in parallel, one tidy table.
+
+    from emulator.sweep import SweepSpec, connect, grid, run_sweep
+    spec = SweepSpec("CamVid", weights=["W.h5"],
+                     settings=grid("pcm", {"t_inference": [0.0, 3600.0]}, chips=3))
+    with connect(workers=2) as client:             # or connect(scheduler="tcp://host:8786")
+        res = run_sweep(spec, client, out="sweep.parquet")
+    res.table                                      # pandas: one row per (weights, setting, chip, output)
+
+The grid
+    ``grid(preset, {field: values})`` is the Cartesian product of the value lists of any
+    ``HardwareConfig`` fields (``t_inference`` included), each combination a ``Setting``
+    applied to the preset; every config is built (and so validated) before anything runs.
+    ``Setting(FLOAT)`` is the float engine (no chip), for reference rows.
+
+Cells and tasks
+    A cell is one (weights, setting, chip): one chip programmed and calibrated for the
+    setting, scored on the images of the split. A task evaluates one chunk of a cell's
+    images and returns a confusion matrix per output; the driver sums a cell's chunks and
+    writes its rows as soon as the last chunk is in. Every task programs its chip again from
+    the cell's seed, so the chunks of a cell score the same chip wherever they run.
+    Programming is cheap but calibration is not (measured on the shipped f=51 model, one
+    thread: programming 0.03 s, calibrating on 2 images 5.4 s, one image 1.1 s), so a cell is
+    split only when the split is large: ``chunk`` images per task (default ``CHUNK``), and a
+    process keeps its last calibrated chip for the next chunk of the same cell.
+
+Seeds
+    A cell's seed derives from (base seed, SHA-256 of the weights file's bytes, the
+    setting's full ``HardwareConfig``, chip) only, through ``np.random.SeedSequence``:
+    programming draws from ``SeedSequence(seed, spawn_key=(0,))`` and image i of the split
+    (its index in the sorted split) from ``SeedSequence(seed, spawn_key=(1, i))``. So the
+    results do not depend on the chunking, the workers, the order or the other cells: a
+    distributed run equals a local one bit for bit (tested), and ``seed`` in a row
+    reproduces its cell alone.
+
+Dask
+    ``connect`` starts a ``LocalCluster`` of one-thread worker processes (Numba and BLAS at one
+    thread each: no oversubscription), or joins a scheduler by address
+    (``DASK_SCHEDULER_ADDRESS`` too); ``workers=0`` runs every task in this process with
+    Dask's synchronous scheduler (debugging, and the reference of the tests). Weights reach
+    the workers by value (the file's bytes, scattered once to every worker), images by path
+    or, with ``images_by_value``, by value too (no shared filesystem needed). A task lost
+    with its worker is rerun by Dask (``retries`` more for a task that raised).
+
+Results
+    ``out``: ``.parquet`` or ``.csv``. The table is rewritten atomically (a temporary file,
+    then ``os.replace``) after every finished cell, so a crash loses only unfinished cells; a
+    later run with the same ``out`` keeps every row there and runs only the cells missing
+    (``cell`` is a digest of everything that determines a cell's numbers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import hashlib
+import itertools
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from minitnet.errors import DataError, MinitnetError
+
+from .config import PRESETS, HardwareConfig, preset
+from .errors import ConfigError
+
+__all__ = ["FLOAT", "CHUNK", "Setting", "SweepSpec", "Cell", "SweepResult", "grid", "parse_set", "parse_value",
+           "cell_seed", "plan", "run_sweep", "connect", "evaluate_chunk", "read_table", "write_table",
+           "json_rows", "plot_sweep", "summary", "one_thread", "INSTALL_HINT", "ONE_THREAD_ENV"]
+
+FLOAT = "float"
+"""The pseudo-preset of a ``Setting`` that runs the float engine (no chip)."""
+
+CHUNK = 48
+"""Default images per task: a cell's calibration (2 images ~ 5 images' evaluation) is then
+at most ~10% of its task."""
+
+INSTALL_HINT = 'pip install -e ".[sweep]" (dask[distributed], pandas, pyarrow)'
+
+ONE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+                  "MKL_NUM_THREADS": "1"}
+"""Environment of the ``LocalCluster`` workers (read by Numba and BLAS at import)."""
+
+TABLE_SUFFIXES = (".parquet", ".csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# the grid
+# ---------------------------------------------------------------------------------------------
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(HardwareConfig)}
+
+
+def _unknown_field(name: str, where: str) -> ConfigError:
+    valid = sorted(_field_types())
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{where}: unknown HardwareConfig field {name!r}{hint}; valid fields: {valid}")
+
+
+def parse_value(name: str, text: str):
+    """``text`` as the value of HardwareConfig field ``name``, by its annotated type
+    (``int``, ``float``, ``bool``, ``str``; ``none`` where the field allows None)."""
+    types = _field_types()
+    if name not in types:
+        raise _unknown_field(name, "parse_value")
+    kinds = [k.strip() for k in types[name].split("|")]
+    s = str(text).strip()
+    if "None" in kinds and s.lower() == "none":
+        return None
+    base = next(k for k in kinds if k != "None")
+    try:
+        if base == "int":
+            return int(s)
+        if base == "float":
+            return float(s)
+        if base == "bool":
+            if s.lower() in ("1", "true", "yes", "on"):
+                return True
+            if s.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(s)
+    except ValueError:
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}[base]
+        raise ConfigError(f"{name}={text!r}: expected {kind}" + (" or none" if "None" in kinds else "")) from None
+    return s
+
+
+def parse_set(text: str) -> tuple[str, tuple]:
+    """``"FIELD=V1,V2,..."`` -> (field, values), each value parsed by the field's type.
+    Dashes in FIELD are read as underscores (``t-inference=0,3600``)."""
+    name, sep, values = str(text).partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not name:
+        raise ConfigError(f"--set {text!r}: expected FIELD=V1,V2,... (e.g. t_inference=0,3600)")
+    if name not in _field_types():
+        raise _unknown_field(name, f"--set {text!r}")
+    items = [v for v in values.split(",") if v.strip()]
+    if not items:
+        raise ConfigError(f"--set {text!r}: no values after '='; expected FIELD=V1,V2,...")
+    return name, tuple(dict.fromkeys(parse_value(name, v) for v in items))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One point of the grid: ``preset`` (or ``FLOAT``) with ``overrides`` ((field, value) pairs),
+    evaluated on ``chips`` chips; ``label`` names it in tables (default: its overrides)."""
+
+    preset: str
+    overrides: tuple = ()
+    chips: int = 1
+    label: str = ""
+
+    def __post_init__(self):
+        if self.preset != FLOAT and self.preset not in PRESETS:
+            raise ConfigError(f"Setting: unknown preset {self.preset!r}; expected one of {sorted(PRESETS)} "
+                              f"or {FLOAT!r} (the float engine)")
+        if isinstance(self.chips, bool) or not isinstance(self.chips, int) or self.chips < 1:
+            raise ConfigError(f"Setting: chips must be a positive int, got {self.chips!r}")
+        if self.preset == FLOAT and (self.overrides or self.chips != 1):
+            raise ConfigError(f"Setting({FLOAT!r}): the float engine takes no overrides and one chip, got "
+                              f"overrides={self.overrides!r}, chips={self.chips!r}")
+        object.__setattr__(self, "overrides", tuple((str(k), v) for k, v in self.overrides))
+
+    @property
+    def hw(self) -> HardwareConfig | None:
+        """The HardwareConfig (None for the float engine); raises ConfigError for a bad field or value."""
+        return None if self.preset == FLOAT else preset(self.preset, **dict(self.overrides))
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        over = ", ".join(f"{k}={v}" for k, v in self.overrides)
+        return f"{self.preset}" + (f" ({over})" if over else "")
+
+
+def grid(preset_name: str, sets: Mapping[str, Sequence] | None = None, chips: int = 1) -> list[Setting]:
+    """The Cartesian product of ``sets`` ({field: values}, fields in the given order) on
+    ``preset_name``, every combination validated now (ConfigError naming the field, the
+    value and what is expected; an unknown field lists the valid ones with a "did you mean")."""
+    sets = dict(sets or {})
+    for name, values in sets.items():
+        if name not in _field_types():
+            raise _unknown_field(name, "grid")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise ConfigError(f"grid: the values of {name!r} must be a list, got {values!r}")
+        if not list(values):
+            raise ConfigError(f"grid: no values for {name!r}")
+    names = list(sets)
+    out = []
+    for combo in itertools.product(*(list(dict.fromkeys(sets[n])) for n in names)):
+        s = Setting(preset_name, tuple(zip(names, combo)), chips)
+        try:
+            s.hw
+        except ConfigError as e:
+            raise ConfigError(f"grid: setting {s.name}: {e}") from None
+        out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the spec, seeds and cells
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SweepSpec:
+    """What to evaluate: ``weights`` files x ``settings`` (each with its chips) on a split.
+
+    calibration_images: every chip's DAC/ADC ranges come from the first K images of the
+    split (activation ranges only). chunk: images per task (None: ``CHUNK``). void: label
+    value(s) ignored (``"classes"``: the value C). images_by_value: ship image and label
+    bytes to the workers instead of paths.
+    """
+
+    data_dir: str
+    weights: Sequence[str]
+    settings: Sequence[Setting]
+    split: str = "val"
+    limit: int | None = None
+    seed: int = 0
+    calibration_images: int = 2
+    chunk: int | None = None
+    void: object = "classes"
+    images_by_value: bool = False
+
+    @property
+    def fields(self) -> list[str]:
+        """The swept HardwareConfig fields, in order of first appearance."""
+        return list(dict.fromkeys(k for s in self.settings for k, _ in s.overrides))
+
+
+def _check_count(name, v, allow_none=False):
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ConfigError(f"sweep: {name} must be a positive int, got {v!r}")
+
+
+def _canonical_hw(hw: HardwareConfig) -> str:
+    """The config as JSON with every value in its field's type (3600 and 3600.0 are one setting)."""
+    types = _field_types()
+    d = {}
+    for k, v in dataclasses.asdict(hw).items():
+        base = next(t.strip() for t in types[k].split("|") if t.strip() != "None")
+        if v is not None:
+            v = {"float": float, "int": int, "bool": bool}.get(base, str)(v)
+        d[k] = v
+    return json.dumps(d, sort_keys=True)
+
+
+def _digest(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest(), 16)
+
+
+def cell_seed(seed: int, weights_sha256: str, hw: HardwareConfig, chip: int) -> int:
+    """The 63-bit seed of one cell, from (base seed, weights content, the full config, chip) only."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"sweep: seed must be an int >= 0, got {seed!r}")
+    ss = np.random.SeedSequence([int(seed), int(weights_sha256, 16), _digest(_canonical_hw(hw)), int(chip)])
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (weights, setting, chip) of a plan; ``key`` identifies its numbers in a table."""
+
+    weights: int            # index into the spec's weights
+    setting: Setting
+    chip: int
+    seed: int
+    key: str
+
+
+@dataclass
+class _Plan:
+    spec: SweepSpec
+    weights_bytes: list[bytes]
+    weights_sha: list[str]
+    nets: list            # ItNet per weights file (validated locally)
+    pairs: list           # (image path, label path) of the evaluated images
+    calib: list           # the calibration image paths
+    void: object
+    cells: list[Cell]
+    chunks: list[tuple[int, int]]   # image index ranges of every cell
+
+
+def plan(spec: SweepSpec) -> _Plan:
+    """Validate everything and list the cells, before any task runs: weights readable, split
+    present, counts positive, every setting's config valid (ConfigError / WeightsError / DataError)."""
+    import minitnet
+    from minitnet.data import list_split
+
+    if not spec.weights:
+        raise ConfigError("sweep: no weights files given")
+    if not spec.settings:
+        raise ConfigError("sweep: no settings given")
+    _check_count("limit", spec.limit, allow_none=True)
+    _check_count("calibration_images", spec.calibration_images)
+    _check_count("chunk", spec.chunk, allow_none=True)
+    hws = []
+    for s in spec.settings:
+        try:
+            hws.append(s.hw)
+        except ConfigError as e:
+            raise ConfigError(f"sweep: setting {s.name}: {e}") from None
+    blobs, shas, nets = [], [], []
+    for w in spec.weights:
+        net = minitnet.load(w)             # WeightsError for a missing or bad file
+        data = Path(w).read_bytes()
+        blobs.append(data)
+        shas.append(hashlib.sha256(data).hexdigest())
+        nets.append(net)
+    classes = {n.config.classes for n in nets}
+    if len(classes) > 1:
+        raise ConfigError(f"sweep: the weights files predict different class counts {sorted(classes)}; "
+                          f"sweep them separately")
+    pairs = list_split(spec.data_dir, spec.split)
+    if spec.limit is not None:
+        pairs = pairs[:spec.limit]
+    calib = [p for p, _ in pairs[:spec.calibration_images]]
+    void = nets[0].config.classes if isinstance(spec.void, str) and spec.void == "classes" else spec.void
+    n = len(pairs)
+    size = spec.chunk or CHUNK
+    k = math.ceil(n / size)
+    step = math.ceil(n / k)                 # k chunks as even as possible
+    chunks = [(a, min(a + step, n)) for a in range(0, n, step)]
+    images = hashlib.sha256("\n".join(p.name for p, _ in pairs).encode()).hexdigest()
+    cells = []
+    for wi, sha in enumerate(shas):
+        for s, hw in zip(spec.settings, hws):
+            for c in range(s.chips):
+                seed = 0 if hw is None else cell_seed(spec.seed, sha, hw, c)
+                ident = {"weights": sha, "hw": None if hw is None else _canonical_hw(hw), "chip": c, "seed": seed,
+                         "split": spec.split, "images": images, "void": repr(void),
+                         "calibration": [p.name for p in calib] if hw is not None else []}
+                key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+                cells.append(Cell(wi, s, c, seed, key))
+    return _Plan(spec, blobs, shas, nets, pairs, calib, void, cells, chunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# the task (runs on a worker)
+# ---------------------------------------------------------------------------------------------
+_NETS: dict = {}          # weights sha256 -> ItNet, per process
+_CHIP: list = [None]      # (cell identity, calibrated Chip): the last chip of this process
+
+
+def _scratch() -> Path:
+    d = Path(tempfile.gettempdir()) / "minitnet-sweep"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _net(weights: bytes, sha: str):
+    """The ItNet of these weight bytes, loaded once per process (through a file: the reader takes paths)."""
+    if sha not in _NETS:
+        import minitnet
+
+        path = _scratch() / f"{sha}.h5"
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(weights)
+            os.replace(tmp, path)
+        while len(_NETS) >= 4:              # a few models per process at a time
+            _NETS.pop(next(iter(_NETS)))
+        _NETS[sha] = minitnet.load(path)
+    return _NETS[sha]
+
+
+def _decode(src, reader):
+    """Read an image or label from a path, or from ``(name, bytes)`` (same decoder: via a file)."""
+    if isinstance(src, tuple):
+        name, data = src
+        fd, tmp = tempfile.mkstemp(suffix=Path(name).suffix, dir=_scratch())
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            return reader(tmp)
+        finally:
+            os.unlink(tmp)
+    return reader(src)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Numba and every BLAS at one thread inside the block (restored afterwards)."""
+    import numba
+
+    from minitnet.kernels.blas import single_threaded_blas
+
+    prev = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(single_threaded_blas())
+            try:
+                from threadpoolctl import threadpool_limits
+
+                stack.enter_context(threadpool_limits(1))
+            except ImportError:  # pragma: no cover - the BLAS helper above still applies
+                pass
+            yield
+    finally:
+        numba.set_num_threads(prev)
+
+
+def evaluate_chunk(weights: bytes, weights_sha: str, hw: HardwareConfig | None, seed: int, calibration: list,
+                   items: list, void) -> dict:
+    """Score images ``items`` ([(index in the split, image, label)], each a path or (name, bytes))
+    on the chip of (``hw``, ``seed``) (calibrated on ``calibration``) or, for ``hw=None``, on the
+    float engine. Returns {"conf": (outputs, C, C) int64, "compute_s", "pid"}."""
+    from minitnet.data import read_image, read_label
+    from minitnet.metrics import ConfusionAccumulator
+
+    t0 = time.perf_counter()
+    with one_thread():
+        net = _net(weights, weights_sha)
+        outputs = net.config.head_iterations
+        accs = [ConfusionAccumulator(net.config.classes, void) for _ in outputs]
+        chip = None
+        if hw is not None:
+            ident = (weights_sha, _canonical_hw(hw), seed, tuple(str(c[0] if isinstance(c, tuple) else c)
+                                                                 for c in calibration))
+            if _CHIP[0] is not None and _CHIP[0][0] == ident:
+                chip = _CHIP[0][1]
+            else:
+                import emulator
+
+                _CHIP[0] = None
+                calib = [_decode(c, read_image) for c in calibration]
+                chip = emulator.program(net, hw, _rng(seed, 0), calibration=calib)
+                _CHIP[0] = (ident, chip)
+        for i, img_src, lab_src in items:
+            img, lab = _decode(img_src, read_image), _decode(lab_src, read_label)
+            if lab.shape != img.shape[:2]:
+                raise DataError(f"{lab_src if not isinstance(lab_src, tuple) else lab_src[0]}: label map is "
+                                f"{lab.shape[1]}x{lab.shape[0]} (WxH) but its image is {img.shape[1]}x"
+                                f"{img.shape[0]}; they must be the same size")
+            it = (net.iter_outputs(img) if chip is None else
+                  ((n, lg) for n, lg, _ in chip.run(img, _rng(seed, 1, i), reference=False)))
+            for k, (n, logits) in enumerate(it):
+                accs[k].update(logits[0].argmax(axis=0), lab)
+    return {"conf": np.stack([a.matrix for a in accs]), "compute_s": time.perf_counter() - t0,
+            "pid": os.getpid()}
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+# ---------------------------------------------------------------------------------------------
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError as e:
+        raise MinitnetError(f"the sweep's tables need pandas ({e}); {INSTALL_HINT}") from None
+    return pd
+
+
+def _check_out(path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ConfigError(f"sweep: --out {path}: expected a .parquet or .csv file (the suffix picks the format)")
+    if not path.parent.is_dir():
+        raise ConfigError(f"sweep: --out {path}: folder {path.parent} does not exist")
+    return path
+
+
+def read_table(path):
+    """The table at ``path`` (.parquet or .csv) as a DataFrame."""
+    pd = _pandas()
+    path = _check_out(path)
+    try:
+        return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except Exception as e:  # a truncated or foreign file: say which, and what to do
+        raise DataError(f"sweep: cannot read the results table {path} ({type(e).__name__}: {e}); "
+                        f"move it away to start afresh") from None
+
+
+def write_table(df, path) -> None:
+    """Write ``df`` to ``path`` atomically: a temporary file beside it, then ``os.replace``."""
+    path = _check_out(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.suffix.lower() == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _class_names(classes: int) -> list[str]:
+    from minitnet.data import CAMVID_CLASSES
+
+    if classes == len(CAMVID_CLASSES):
+        return [c.replace("/", "_") for c in CAMVID_CLASSES]
+    return [str(c) for c in range(classes)]
+
+
+def _rows(p: _Plan, cell: Cell, conf: np.ndarray) -> list[dict]:
+    from minitnet.metrics import iou_per_class
+
+    spec, hw = p.spec, cell.setting.hw
+    net = p.nets[cell.weights]
+    names = _class_names(net.config.classes)
+    swept = dict(cell.setting.overrides)
+    rows = []
+    for n, m in zip(net.config.head_iterations, conf):
+        iou = iou_per_class(m)
+        ok = ~np.isnan(iou)
+        row = {"weights": str(spec.weights[cell.weights]), "preset": cell.setting.preset,
+               "setting": cell.setting.name}
+        row.update({f: swept.get(f) for f in spec.fields})
+        row.update(chip=cell.chip, seed=cell.seed, output=int(n),
+                   miou=float(np.mean(iou[ok])) if ok.any() else float("nan"))
+        row.update({f"iou_{c}": float(v) for c, v in zip(names, iou)})
+        row.update(images=len(p.pairs), pixels=int(m.sum()), split=spec.split,
+                   weights_sha256=p.weights_sha[cell.weights],
+                   hw=None if hw is None else _canonical_hw(hw), cell=cell.key)
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Dask
+# ---------------------------------------------------------------------------------------------
+def _distributed():
+    try:
+        import distributed
+    except ImportError as e:
+        raise MinitnetError(f"sweeps run on Dask distributed, which is not installed ({e}); {INSTALL_HINT}") \
+            from None
+    return distributed
+
+
+class _Synchronous:
+    """Dask's synchronous scheduler behind the calls the driver makes of a ``Client``: every task
+    runs in this process, in submission order, when the driver asks for the next result."""
+
+    def scatter(self, data, **kwargs):
+        return data
+
+    def submit(self, fn, *args, retries=0, **kwargs):
+        import dask
+
+        return dask.delayed(fn, pure=True)(*args)
+
+    def completed(self, futures):
+        for f in futures:
+            yield f, f.compute(scheduler="synchronous")
+
+    def cancel(self, futures):
+        pass
+
+
+class _Distributed:
+    def __init__(self, client):
+        self.client = client
+
+    def scatter(self, data, **kwargs):
+        return self.client.scatter(data, broadcast=True, hash=True)
+
+    def submit(self, fn, *args, retries=0, **kwargs):
+        return self.client.submit(fn, *args, retries=retries, pure=True)
+
+    def completed(self, futures):
+        for f in _distributed().as_completed(futures):
+            yield f, f.result()
+
+    def cancel(self, futures):
+        self.client.cancel(futures)
+
+
+@contextlib.contextmanager
+def connect(workers: int | None = None, scheduler: str | None = None, quiet: bool = True):
+    """A Dask ``Client``: of the scheduler at ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) if
+    given, else of a new ``LocalCluster`` of ``workers`` one-thread processes (default: one per
+    core; Numba and BLAS at one thread); ``workers=0``: None (tasks run in this process with
+    Dask's synchronous scheduler). Closed on exit (a LocalCluster is shut down)."""
+    scheduler = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if scheduler is None and workers == 0:
+        yield None
+        return
+    distributed = _distributed()
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout="20s")
+        except OSError as e:
+            raise MinitnetError(f"sweep: cannot reach the Dask scheduler at {scheduler} ({e}); start one with "
+                                f"`dask scheduler` and workers with `dask worker {scheduler} --nthreads 1`") \
+                from None
+        with client:
+            yield client
+        return
+    if workers is None:
+        workers = os.cpu_count() or 1
+    _check_count("workers", workers)
+    import logging
+
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       env=dict(ONE_THREAD_ENV), dashboard_address=None,
+                                       silence_logs=logging.ERROR if quiet else logging.WARNING)
+    with cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    """``table``: the rows of every cell of the spec (finished now or found in ``out``), in
+    plan order; ``fields``: the swept fields; counts of what ran; per-task compute seconds
+    (measured inside the task) and the wall time of the driver's task loop."""
+
+    table: object
+    fields: list[str]
+    cells: int
+    cells_run: int
+    tasks_run: int
+    task_seconds: list[float] = field(default_factory=list)
+    wall_s: float = 0.0
+    out: str | None = None
+    json_rows: list[dict] = field(default_factory=list)
+
+
+def run_sweep(spec: SweepSpec, client=None, out=None, progress: bool = False, retries: int = 2,
+              on_task: Callable[[dict], None] | None = None) -> SweepResult:
+    """Evaluate every cell of ``spec`` that ``out`` does not hold yet, on ``client`` (a Dask
+    ``Client``; None: Dask's synchronous scheduler in this process), writing ``out`` after
+    every finished cell. ``on_task(info)`` is called in this process after every task
+    (info: cell, chunk, compute_s, pid, done, total). Everything is validated first: a bad
+    setting, weights file, split or ``out`` raises before any task runs."""
+    pd = _pandas()
+    if out is not None:
+        out = _check_out(out)
+    p = plan(spec)
+    existing = read_table(out) if out is not None and out.exists() else None
+    done_keys = set()
+    if existing is not None and "cell" in existing.columns:
+        counts = existing.groupby("cell").size()
+        for c in p.cells:
+            if counts.get(c.key, 0) == len(p.nets[c.weights].config.head_iterations):
+                done_keys.add(c.key)
+    todo = [c for c in p.cells if c.key not in done_keys]
+    runner = _Synchronous() if client is None else _Distributed(client)
+    kept = existing if existing is not None else pd.DataFrame()
+    new_rows: dict[str, list[dict]] = {}
+    times, t0 = [], time.perf_counter()
+    n_tasks = len(todo) * len(p.chunks)
+    if todo:
+        need = sorted({c.weights for c in todo})
+        wfut = {wi: runner.scatter(p.weights_bytes[wi]) for wi in need}
+        srcs = {}
+        if spec.images_by_value:
+            files = {str(x): x for pair in p.pairs for x in pair}
+            files.update({str(x): x for x in p.calib})
+            srcs = {k: (Path(v).name, Path(v).read_bytes()) for k, v in files.items()}
+            futs = runner.scatter(list(srcs.values()))
+            srcs = dict(zip(srcs, futs))
+        src = (lambda x: srcs[str(x)]) if spec.images_by_value else (lambda x: str(x))
+        calib = [src(x) for x in p.calib]
+        tasks = {}
+        for c in todo:
+            hw = c.setting.hw
+            for ci, (a, b) in enumerate(p.chunks):
+                items = [(i, src(p.pairs[i][0]), src(p.pairs[i][1])) for i in range(a, b)]
+                f = runner.submit(evaluate_chunk, wfut[c.weights], p.weights_sha[c.weights], hw, c.seed,
+                                  calib if hw is not None else [], items, p.void, retries=retries)
+                tasks[f] = (c, ci)
+        partial: dict[str, list] = {}
+        bar = None
+        if progress:
+            from minitnet.progress import Progress
+
+            bar = Progress(total=n_tasks, desc="sweep")
+        try:
+            for k, (f, res) in enumerate(runner.completed(list(tasks)), 1):
+                c, ci = tasks[f]
+                times.append(res["compute_s"])
+                acc = partial.setdefault(c.key, [None, 0])
+                acc[0] = res["conf"] if acc[0] is None else acc[0] + res["conf"]
+                acc[1] += 1
+                if acc[1] == len(p.chunks):
+                    new_rows[c.key] = _rows(p, c, acc[0])
+                    del partial[c.key]
+                    if out is not None:
+                        write_table(_merge(pd, kept, new_rows), out)
+                if bar is not None:
+                    bar.postfix = f"cells {len(new_rows)}/{len(todo)}"
+                    bar.update(1)
+                if on_task is not None:
+                    on_task({"cell": c, "chunk": ci, "compute_s": res["compute_s"], "pid": res["pid"],
+                             "done": k, "total": n_tasks})
+        except BaseException:
+            runner.cancel(list(tasks))
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+    wall = time.perf_counter() - t0
+    table = _merge(pd, kept, new_rows)
+    if out is not None and new_rows:
+        write_table(table, out)
+    mine = table[table["cell"].isin([c.key for c in p.cells])] if len(table) else table
+    order = {c.key: i for i, c in enumerate(p.cells)}
+    if len(mine):
+        mine = mine.sort_values(["cell", "output"], key=lambda s: s.map(order) if s.name == "cell" else s,
+                                kind="stable").reset_index(drop=True)
+    return SweepResult(mine, spec.fields, len(p.cells), len(todo), len(times), times, wall,
+                       None if out is None else str(out), json_rows(p, mine))
+
+
+def _merge(pd, kept, new_rows):
+    new = pd.DataFrame([r for rows in new_rows.values() for r in rows])
+    if not len(kept):
+        return new
+    if not len(new):
+        return kept
+    return pd.concat([kept, new], ignore_index=True)
+
+
+def json_rows(p: _Plan, table) -> list[dict]:
+    """The rows of ``--json``: weights, every swept field by its HardwareConfig name, chip, seed,
+    output, miou (None where NaN), in plan order. Field values come from the plan (not the
+    file), so they keep their types whatever the table format."""
+    if not len(table):
+        return []
+    miou = {(c, int(o)): float(m) for c, o, m in zip(table["cell"], table["output"], table["miou"])}
+    rows = []
+    for c in p.cells:
+        swept = dict(c.setting.overrides)
+        for n in p.nets[c.weights].config.head_iterations:
+            m = miou.get((c.key, int(n)))
+            if m is None:
+                continue
+            row = {"weights": str(p.spec.weights[c.weights])}
+            if any(s.preset != p.spec.settings[0].preset for s in p.spec.settings):
+                row["preset"] = c.setting.preset
+            row.update({f: swept.get(f) for f in p.spec.fields})
+            row.update(chip=c.chip, seed=c.seed, output=int(n), miou=None if not math.isfinite(m) else m)
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# reading the results
+# ---------------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v)) if abs(v) >= 1 or v == 0 else f"{v:g}"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def summary(res: SweepResult) -> str:
+    """Text: per weights and setting, mIoU (%) mean +- std over chips at the first, the last and
+    the best output."""
+    t = res.table
+    if not len(t):
+        return "no rows"
+    lines = [f"{res.cells} cells ({res.cells_run} run now, {res.tasks_run} tasks); mIoU (%) mean ± std over chips",
+             "", f"{'weights':<28} {'setting':<40} {'chips':>5} {'first':>13} {'last':>13} {'best (output)':>18}"]
+    for (w, s), g in t.groupby(["weights", "setting"], sort=False):
+        per = g.groupby("output", sort=True)["miou"]
+        mean, std = per.mean() * 100, per.std(ddof=1).fillna(0.0) * 100
+        chips = g["chip"].nunique()
+        best = mean.idxmax() if mean.notna().any() else mean.index[-1]
+
+        def cell(o):
+            return f"{mean[o]:6.2f} ± {std[o]:4.2f}" if chips > 1 else f"{mean[o]:6.2f}       "
+
+        lines.append(f"{Path(w).name[:28]:<28} {s[:40]:<40} {chips:>5} {cell(mean.index[0]):>13} "
+                     f"{cell(mean.index[-1]):>13} {cell(best):>13} ({best})")
+    return "\n".join(lines)
+
+
+def plot_sweep(res: SweepResult, path, title: str | None = None, dpi: int = 120) -> str:
+    """mIoU of every output against each swept field: one row of panels per weights file, one
+    panel per field (x: the field's values, equally spaced), one line per output (mean over
+    chips, and over the other swept fields; band: +- one std over chips)."""
+    from minitnet.plots import require_matplotlib, save_figure
+
+    Figure, FigureCanvasAgg = require_matplotlib()
+    t = res.table
+    t = t[t["preset"] != FLOAT] if len(t) else t
+    fields = list(res.fields)
+    if not len(t) or not fields:
+        raise ConfigError("sweep --plot: nothing to draw (no swept field: give --set FIELD=V1,V2)")
+    files = list(dict.fromkeys(t["weights"]))
+    fig = Figure(figsize=(4.4 * len(fields) + 1.6, 3.6 * len(files) + 0.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(files), len(fields), sharey=True, squeeze=False)
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"]
+    outputs = sorted(set(int(o) for o in t["output"]))
+    norm = (lambda o: 0.0) if len(outputs) == 1 else (lambda o: (o - outputs[0]) / (outputs[-1] - outputs[0]))
+    for r, w in enumerate(files):
+        tw = t[t["weights"] == w]
+        for c, f in enumerate(fields):
+            ax = axes[r][c]
+            vals = [v for v in dict.fromkeys(tw[f].tolist())
+                    if v is not None and not (isinstance(v, float) and math.isnan(v))]
+            try:
+                vals = sorted(vals)
+            except TypeError:
+                pass
+            x = np.arange(len(vals))
+            for o in outputs:
+                to = tw[tw["output"] == o]
+                # per chip: mean over the other swept fields; then mean and std over chips
+                per = [to[to[f] == v].groupby("chip")["miou"].mean() * 100 for v in vals]
+                mean = np.array([s.mean() for s in per])
+                std = np.array([s.std(ddof=1) if len(s) > 1 else 0.0 for s in per])
+                colour = cmap(0.9 * norm(o))
+                ax.plot(x, mean, "o-", ms=3, lw=1.3, color=colour, label=f"output {o}")
+                ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.12, lw=0)
+            ax.set_xticks(x, [_fmt(v) for v in vals])
+            ax.set_xlabel(f + ("" if len(fields) == 1 else "  (mean over the other fields)"), fontsize=9)
+            ax.grid(alpha=0.3)
+            if c == 0:
+                ax.set_ylabel(f"{Path(w).name}\nmIoU (%)", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if len(handles) > 8:  # many outputs: label a few, the colour runs from the first to the last
+        keep = sorted({0, len(handles) // 3, 2 * len(handles) // 3, len(handles) - 1})
+        handles, labels = [handles[i] for i in keep], [labels[i] for i in keep]
+    fig.legend(handles, labels, loc="outside right center", fontsize=8,
+               title="mean ± std\nover chips", title_fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path, dpi)
