@@ -147,3 +147,257 @@ def test_cuda_run_resumes_on_cpu(tiny_data, tmp_path):
     t.train()
     assert t.epoch == 2 and next(t.model.parameters()).device.type == "cpu"
     assert minitnet.load(out / "best.h5").config.width == 8
+
+
+# -- augmentation, class balancing, several training splits (issue 19) ---------------------------
+
+from minitnet.data import CAMVID_PALETTE  # noqa: E402
+from minitnet.torch.augment import (augment_pair, jitter, median_frequency_weights,  # noqa: E402
+                                    rescale, sample_jitter)
+
+VOID = 11
+
+
+def _coded(H=45, W=60, block=12):
+    """A label that is a function of position, label = f(x, y) = (3*(y//block) + 5*(x//block)) % 11,
+    with a void corner, and the image that draws it in the CamVid palette (void black)."""
+    yy, xx = np.mgrid[:H, :W]
+    lab = ((3 * (yy // block) + 5 * (xx // block)) % 11).astype(np.uint8)
+    lab[: H // 5, : W // 5] = VOID
+    return np.ascontiguousarray(CAMVID_PALETTE[lab]), lab
+
+
+def _interior(lab):
+    """Pixels whose 3x3 neighbourhood holds one label (not on a boundary between labels, nor on the
+    crop's border, whose neighbours outside the crop are unknown)."""
+    p = np.pad(lab, 1, constant_values=255)
+    H, W = lab.shape
+    same = np.ones_like(lab, bool)
+    for dy in range(3):
+        for dx in range(3):
+            same &= p[dy:dy + H, dx:dx + W] == lab
+    return same
+
+
+def _check_aligned(img, lab, palette_img=True):
+    """Image and label agree: away from label boundaries, every non-void pixel has the palette
+    colour of its label (palette_img) or one colour per label, different labels apart (jittered)."""
+    inner = _interior(lab) & (lab != VOID)
+    labelled = int(np.sum(lab != VOID))
+    assert inner.sum() > 0.3 * labelled, f"too few interior pixels to check: {inner.sum()} of {labelled}"
+    if palette_img:
+        bad = np.any(img != CAMVID_PALETTE[lab], axis=-1) & inner
+        assert not bad.any(), f"{bad.sum()} interior pixels disagree with their label, e.g. at {np.argwhere(bad)[:3]}"
+    else:
+        colours = {}
+        for k in np.unique(lab[inner]):
+            cs = np.unique(img[inner & (lab == k)], axis=0)
+            assert len(cs) == 1, f"label {k}: {len(cs)} colours in the interior, expected 1 (a per-image transform)"
+            colours[int(k)] = tuple(cs[0])
+        assert len(set(colours.values())) == len(colours), f"two labels got one colour: {colours}"
+
+
+def test_rescale_identity_and_sizes():
+    img, lab = _coded()
+    i1, l1 = rescale(img, lab, 1.0)
+    assert i1 is img and l1 is lab
+    i2, l2 = rescale(img, lab, 2.0)  # (45, 60) -> (90, 120)
+    assert i2.shape == (90, 120, 3) and l2.shape == (90, 120) and i2.dtype == l2.dtype == np.uint8
+    # upscaling by 2 with half-pixel centres: the label is each source pixel repeated 2x2
+    np.testing.assert_array_equal(l2, np.repeat(np.repeat(lab, 2, 0), 2, 1))
+    i3, l3 = rescale(img, lab, 0.5)  # (45, 60) -> (22, 30); label takes source floor((i + 0.5) * in / out)
+    iy = np.floor((np.arange(22) + 0.5) * 45 / 22).astype(int)
+    ix = np.floor((np.arange(30) + 0.5) * 60 / 30).astype(int)
+    np.testing.assert_array_equal(l3, lab[np.ix_(iy, ix)])
+
+
+@pytest.mark.parametrize("scale", [(0.5, 0.5), (0.7, 1.3), (2.0, 2.0), (0.5, 2.0)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scaled_crops_keep_labels_aligned(scale, seed):
+    img, lab = _coded()
+    rng = np.random.default_rng(seed)
+    for _ in range(5):
+        im, lb = augment_pair(img, lab, rng, (32, 40), scale_range=scale, void=VOID)
+        assert im.shape == (32, 40, 3) and lb.shape == (32, 40)
+        _check_aligned(im, lb)
+        # every mismatch lies on a label boundary (bilinear mixes colours there) or in void
+        mixed = np.any(im != CAMVID_PALETTE[lb], axis=-1) & (lb != VOID)
+        assert not np.any(mixed & _interior(lb))
+
+
+def test_small_scaled_image_is_padded_with_void():
+    img, lab = _coded()
+    im, lb = augment_pair(img, lab, np.random.default_rng(0), (40, 50), scale_range=(0.5, 0.5), void=VOID)
+    # (45, 60) * 0.5 = (22, 30) inside a (40, 50) window: the rest is label void, image 0
+    assert np.sum(lb != VOID) <= 22 * 30 and np.sum(np.any(im != 0, axis=-1)) <= 22 * 30
+    pad = np.ones((40, 50), bool)
+    rows, cols = np.nonzero(np.any(im != 0, axis=-1) | (lb != VOID))
+    pad[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = False
+    assert np.all(lb[pad] == VOID) and np.all(im[pad] == 0)
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (22, 30)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_jitter_and_scale_keep_labels_aligned(seed):
+    img, lab = _coded()
+    rng = np.random.default_rng(seed)
+    im, lb = augment_pair(img, lab, rng, (32, 40), scale_range=(0.8, 1.6), jitter_strengths=(0.3, 0.3, 0.3),
+                          void=VOID)
+    _check_aligned(im, lb, palette_img=False)
+
+
+def test_scale_one_and_jitter_zero_are_identities():
+    img, lab = _coded()
+    # jitter with factors 1 returns the image itself; strengths 0 draw nothing
+    assert jitter(img, (1.0, 1.0, 1.0)) is img
+    r = np.random.default_rng(0)
+    assert sample_jitter(r, (0, 0, 0)) == (1.0, 1.0, 1.0)
+    assert r.bit_generator.state == np.random.default_rng(0).bit_generator.state
+    # in the pipeline: scale (1, 1) and jitter (0, 0, 0) give what no option gives, draw for draw
+    ra, rb = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(6):
+        a = augment_pair(img, lab, ra, (32, 40), void=VOID)
+        b = augment_pair(img, lab, rb, (32, 40), scale_range=(1.0, 1.0), jitter_strengths=(0.0, 0.0, 0.0),
+                         void=VOID)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    assert ra.bit_generator.state == rb.bit_generator.state
+
+
+def test_jitter_factors_in_range_and_per_image():
+    r = np.random.default_rng(0)
+    f = np.array([sample_jitter(r, (0.2, 0.4, 0.6)) for _ in range(500)])
+    assert np.all(f[:, 0] >= 0.8) and np.all(f[:, 0] <= 1.2)
+    assert np.all(f[:, 1] >= 0.6) and np.all(f[:, 1] <= 1.4)
+    assert np.all(f[:, 2] >= 0.4) and np.all(f[:, 2] <= 1.6)
+    # brightness 1.5 on a grey image: x * 1.5, clipped
+    g = np.full((2, 3, 3), 100, np.uint8)
+    np.testing.assert_array_equal(jitter(g, (1.5, 1.0, 1.0)), np.full((2, 3, 3), 150, np.uint8))
+    np.testing.assert_array_equal(jitter(g, (3.0, 1.0, 1.0)), np.full((2, 3, 3), 255, np.uint8))
+    # saturation 0: every pixel its grey level
+    c = np.array([[[255, 0, 0]]], np.uint8)
+    np.testing.assert_array_equal(jitter(c, (1.0, 1.0, 0.0)), np.full((1, 1, 3), round(0.299 * 255), np.uint8))
+
+
+def _old_batches(t):
+    """The trainer's batches before issue 19 (crop and flip only), for the bit-identity check."""
+    a, rng = t.args, t.rng
+    n = len(t.train_x)
+    order = rng.permutation(n)
+    H, W = t.train_x.shape[1:3]
+    ch, cw = min(a.crop_height, H), min(a.crop_width, W)
+    for i in range(0, n, a.batch_size):
+        xs, ys = [], []
+        for j in order[i:i + a.batch_size]:
+            oy = int(rng.integers(0, H - ch + 1))
+            ox = int(rng.integers(0, W - cw + 1))
+            img, lab = t.train_x[j, oy:oy + ch, ox:ox + cw], t.train_y[j, oy:oy + ch, ox:ox + cw]
+            if rng.random() < 0.5:
+                img, lab = img[:, ::-1], lab[:, ::-1]
+            xs.append(img)
+            ys.append(lab)
+        yield np.stack(xs), np.stack(ys)
+
+
+def test_options_off_are_bit_identical_to_the_old_loader(tiny_data, tmp_path):
+    t = Trainer(build_parser().parse_args(_args(tiny_data, tmp_path / "a", "--epochs", "1", "--eval-every", "0")))
+    old = Trainer(build_parser().parse_args(_args(tiny_data, tmp_path / "b", "--epochs", "1", "--eval-every", "0")))
+    for _ in range(3):  # three epochs
+        for (x, y), (xo, yo) in zip(t.batches(), _old_batches(old), strict=True):
+            np.testing.assert_array_equal(x.numpy(), old.to_tensor(xo).numpy())
+            np.testing.assert_array_equal(y.numpy(), yo.astype(np.int64))
+    assert t.class_weights is None and t.args.label_smoothing == 0.0
+
+
+@pytest.fixture
+def coded_data(tmp_path):
+    """A dataset whose images draw their labels (label = f(x, y)): train (3), val (1), other (1)."""
+    from PIL import Image
+
+    root = tmp_path / "coded"
+    for split, names in (("train", ["a", "b", "c"]), ("val", ["d"]), ("other", ["e"])):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        for k, name in enumerate(names):
+            img, lab = _coded(48, 64, block=10 + k)
+            Image.fromarray(img).save(root / split / f"{name}.png")
+            Image.fromarray(lab).save(root / f"{split}annot" / f"{name}.png")
+    return root
+
+
+def test_trainer_batches_keep_labels_aligned(coded_data, tmp_path):
+    args = build_parser().parse_args(_args(coded_data, tmp_path / "run", "--epochs", "1", "--eval-every", "0",
+                                           "--crop-height", "32", "--crop-width", "40",
+                                           "--scale-range", "0.5,2.0", "--jitter", "0.3,0.3,0.3"))
+    t = Trainer(args)
+    for _ in range(4):
+        for x, y in t.batches():
+            assert tuple(x.shape[2:]) == (32, 40) and tuple(y.shape[1:]) == (32, 40)
+            imgs = np.rint(x.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+            for im, lb in zip(imgs, y.numpy().astype(np.uint8)):
+                _check_aligned(im, lb, palette_img=False)
+
+
+def test_parse_errors_name_what_they_got(tiny_data, tmp_path):
+    for opt, bad, match in (("--scale-range", "2,1", "lo <= hi"), ("--scale-range", "0.5", "two numbers"),
+                            ("--jitter", "0.1,0.2", "three strengths"), ("--jitter", "0.1,2,0", r"\[0, 1\]")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(_args(tiny_data, tmp_path / "x", opt, bad))
+    with pytest.raises(SystemExit):
+        main(_args(tiny_data, tmp_path / "x", "--label-smoothing", "1.5"))
+
+
+def test_median_frequency_weights_by_hand():
+    # map A: [[0, 0], [1, void]], map B: [[0, 2], [2, 2]]; class 3 never occurs
+    A = np.array([[0, 0], [1, VOID]])
+    B = np.array([[0, 2], [2, 2]])
+    # pixels: c0 3, c1 1, c2 3; non-void pixels of the maps holding them: c0 3+4, c1 3, c2 4
+    # freq = 3/7, 1/3, 3/4; median 3/7; w = 1, (3/7)/(1/3) = 9/7, (3/7)/(3/4) = 4/7, absent 0
+    w = median_frequency_weights([A, B], classes=4, void=VOID)
+    np.testing.assert_allclose(w, [1.0, 9 / 7, 4 / 7, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(median_frequency_weights(np.stack([A, B]), 4, VOID), w, rtol=1e-12)
+    with pytest.raises(ValueError, match="no pixel"):
+        median_frequency_weights([np.full((2, 2), VOID)], 4, VOID)
+
+
+def test_class_weights_and_label_smoothing_enter_every_output(tiny_data, tmp_path):
+    args = build_parser().parse_args(_args(tiny_data, tmp_path / "run", "--epochs", "1", "--eval-every", "0",
+                                           "--class-weights", "median-freq", "--label-smoothing", "0.1"))
+    t = Trainer(args)
+    want = median_frequency_weights(t.train_y, 11, VOID)
+    np.testing.assert_allclose(t.class_weights.numpy(), want.astype(np.float32))
+    g = torch.Generator().manual_seed(0)
+    outs = [torch.randn(2, 11, 5, 7, generator=g) for _ in range(3)]
+    y = torch.randint(0, 12, (2, 5, 7), generator=g)
+    w = torch.tensor(want, dtype=torch.float32)
+    ref = sum(torch.nn.functional.cross_entropy(o, y, weight=w, ignore_index=VOID, label_smoothing=0.1) / 3
+              for o in outs)
+    torch.testing.assert_close(t.loss(outs, y), ref)
+    x, yb = next(t.batches())
+    assert np.isfinite(t.step(x, yb))
+
+
+def test_train_splits_refuse_overlap(tiny_data, tmp_path):
+    # tiny_data's val image is also in its train split
+    args = build_parser().parse_args(_args(tiny_data, tmp_path / "run", "--train-splits", "train,val"))
+    with pytest.raises(SystemExit, match="more than one split"):
+        Trainer(args)
+    with pytest.raises(SystemExit, match="distinct split names"):
+        Trainer(build_parser().parse_args(_args(tiny_data, tmp_path / "run", "--train-splits", "train,train")))
+
+
+def test_train_splits_report_val_as_not_held_out(coded_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(coded_data, out, "--train-splits", "train,val", "--epochs", "1", "--eval-every", "1",
+                      "--crop-height", "32", "--crop-width", "40")) == 0
+    err = capsys.readouterr().err
+    assert "NOT held-out" in err
+    rec = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert rec["val_held_out"] is False
+    t = Trainer(build_parser().parse_args(_args(coded_data, tmp_path / "r2", "--train-splits", "train,other",
+                                                "--eval-every", "0")))
+    assert len(t.train_x) == 4 and t.val_held_out
+    # held-out runs log as before (no val_held_out key)
+    assert main(_args(coded_data, tmp_path / "r3", "--epochs", "1", "--eval-every", "1",
+                      "--crop-height", "32", "--crop-width", "40")) == 0
+    assert "val_held_out" not in json.loads((tmp_path / "r3" / "log.jsonl").read_text().splitlines()[-1])

@@ -10,6 +10,17 @@ crops (480x352 by default); pixels / 255. Options: output weights (all,
 single:n, late:k, thinned:s, linear, or a list), dropout after the depthwise
 convs, L2 weight decay, bf16 autocast and channels_last (see TRAINING-NOTES).
 
+Augmentation and balancing, all off by default (then bit-identical to the trainer
+without them; see ``augment.py`` for the order and coordinates): ``--scale-range
+lo,hi`` scales each image by a factor uniform in [lo, hi] before the crop (image
+bilinear, labels nearest; windows past a small image padded with void);
+``--jitter B,C,S`` brightness, contrast and saturation jitter; ``--class-weights
+median-freq`` weights the cross entropy of every output by SegNet's median
+frequency balancing on the training labels (void ignored); ``--label-smoothing
+EPS``. The loss stays Equation 1: the weighted sum over outputs. ``--train-splits
+train,val`` trains on several splits (refused if a file is in two of them); when
+the validation split is among them, every validation is logged as not held-out.
+
 Every epoch: a progress bar, a line in ``log.csv`` and ``log.jsonl`` (train loss,
 validation mIoU of every output), ``last.pt`` (everything needed to resume
 exactly: model, optimiser, scheduler, RNG states, log). The best epoch by the
@@ -37,10 +48,11 @@ from ..data import CAMVID_VOID, list_split, read_image, read_label
 from ..metrics import confusion_matrix, mean_iou
 from ..progress import Progress
 from ..weights import CAMVID_NORMALISATION
+from .augment import augment_pair, median_frequency_weights, parse_jitter, parse_scale_range
 from .export import export_hdf5
 from .model import TorchItNet
 
-__all__ = ["output_weights", "resolve_device", "Trainer", "main"]
+__all__ = ["output_weights", "resolve_device", "load_splits", "Trainer", "main"]
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -103,7 +115,34 @@ def output_weights(spec: str, heads: tuple[int, ...]) -> np.ndarray:
 
 
 def _load_split(data_dir, split, limit=None):
-    pairs = list_split(data_dir, split)[: limit or None]
+    return load_splits(data_dir, [split], limit)
+
+
+def load_splits(data_dir, splits, limit=None):
+    """Images (N, H, W, 3) uint8 and labels (N, H, W) uint8 of one or more SegNet-layout splits,
+    in the order given, the first ``limit`` pairs only if set.
+
+    Refuses a split named twice and splits that share a file (the same file name, or the same
+    file on disk, in two splits): a sample must not be trained on twice, nor validated on when
+    its twin is trained on."""
+    splits = list(splits)
+    if not splits or len(set(splits)) != len(splits):
+        raise SystemExit(f"--train-splits {','.join(splits)}: expected distinct split names, e.g. train,val")
+    owner, clash = {}, []
+    pairs = []
+    for split in splits:
+        for p, q in list_split(data_dir, split):
+            for key in (p.name, p.resolve(), q.resolve()):
+                if key in owner and owner[key] != split:
+                    clash.append(f"{owner[key]}/{p.name} and {split}/{p.name}")
+                    break
+            for key in (p.name, p.resolve(), q.resolve()):
+                owner.setdefault(key, split)
+            pairs.append((p, q))
+    if clash:
+        raise SystemExit(f"--train-splits {','.join(splits)}: {len(clash)} file(s) are in more than one split, "
+                         f"e.g. {clash[:3]}; the splits must not overlap (remove the duplicates from one split)")
+    pairs = pairs[: limit or None]
     imgs = np.stack([read_image(p) for p, _ in pairs])
     labs = np.stack([read_label(q) for _, q in pairs])
     return imgs, labs
@@ -124,6 +163,8 @@ class Trainer:
         self.model = self.model.to(self.device, memory_format=self.memory_format)
         self.a_n = torch.tensor(output_weights(a.loss_weights, self.cfg.head_iterations), dtype=torch.float32,
                                 device=self.device)
+        self.train_splits = [s for s in a.train_splits.split(",") if s]
+        self.val_held_out = a.val_split not in self.train_splits
         self.opt = torch.optim.Adam(self.model.parameters(), lr=a.lr, betas=(0.9, 0.999), weight_decay=a.weight_decay)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=self.milestones(), gamma=0.1)
         self.rng = np.random.default_rng(a.seed)
@@ -133,10 +174,19 @@ class Trainer:
         self.scale = torch.tensor(CAMVID_NORMALISATION["scale"], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.offset = torch.tensor(CAMVID_NORMALISATION["offset"], dtype=torch.float32,
                                    device=self.device).view(1, 3, 1, 1)
-        self.train_x, self.train_y = _load_split(a.data, "train", a.train_limit)
+        self.train_x, self.train_y = load_splits(a.data, self.train_splits, a.train_limit)
         self.val_x, self.val_y = (None, None)
         if a.eval_every > 0:
             self.val_x, self.val_y = _load_split(a.data, a.val_split, a.val_limit)
+            if not self.val_held_out:
+                print(f"warning: the validation split {a.val_split!r} is among --train-splits {a.train_splits}: "
+                      "its mIoU is NOT held-out (logged with val_held_out: false); use --eval-every 0 to skip it",
+                      file=sys.stderr)
+        self.class_weights = None
+        if a.class_weights == "median-freq":
+            w = median_frequency_weights(self.train_y, self.cfg.classes, a.void)
+            print("class weights (median frequency): " + " ".join(f"{v:.3f}" for v in w), file=sys.stderr)
+            self.class_weights = torch.tensor(w, dtype=torch.float32, device=self.device)
 
     def milestones(self):
         """Epochs after which the learning rate is multiplied by 0.1: 70% and 85% of --epochs."""
@@ -184,23 +234,17 @@ class Trainer:
         return x.contiguous(memory_format=self.memory_format)
 
     def batches(self):
-        """One epoch of (x, y) batches: shuffled, random crop and flip, from self.rng."""
+        """One epoch of (x, y) batches: shuffled; random scale (if set), crop, flip and jitter (if set),
+        all from self.rng (``augment.augment_pair``)."""
         a = self.args
         n = len(self.train_x)
         order = self.rng.permutation(n)
-        ch, cw = a.crop_height, a.crop_width
-        H, W = self.train_x.shape[1:3]
-        ch, cw = min(ch, H), min(cw, W)
         for i in range(0, n - a.batch_size + 1 if a.drop_last else n, a.batch_size):
             idx = order[i:i + a.batch_size]
             xs, ys = [], []
             for j in idx:
-                oy = int(self.rng.integers(0, H - ch + 1))
-                ox = int(self.rng.integers(0, W - cw + 1))
-                img = self.train_x[j, oy:oy + ch, ox:ox + cw]
-                lab = self.train_y[j, oy:oy + ch, ox:ox + cw]
-                if self.rng.random() < 0.5:
-                    img, lab = img[:, ::-1], lab[:, ::-1]
+                img, lab = augment_pair(self.train_x[j], self.train_y[j], self.rng, (a.crop_height, a.crop_width),
+                                        scale_range=a.scale_range, jitter_strengths=a.jitter, void=a.void)
                 xs.append(img)
                 ys.append(lab)
             yield self.to_tensor(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.int64)).to(self.device)
@@ -208,7 +252,8 @@ class Trainer:
     # -- steps -----------------------------------------------------------------
     def loss(self, outs, y):
         void = self.args.void
-        losses = torch.stack([F.cross_entropy(o.float(), y, ignore_index=void) for o in outs])
+        losses = torch.stack([F.cross_entropy(o.float(), y, weight=self.class_weights, ignore_index=void,
+                                              label_smoothing=self.args.label_smoothing) for o in outs])
         return (self.a_n * losses).sum()
 
     def step(self, x, y):
@@ -281,6 +326,8 @@ class Trainer:
             if a.eval_every > 0 and (self.epoch % a.eval_every == 0 or self.epoch == a.epochs):
                 miou = self.evaluate()
                 rec["val_miou"] = [round(m, 5) for m in miou]
+                if not self.val_held_out:
+                    rec["val_held_out"] = False
                 if miou[-1] > self.best:
                     self.best = miou[-1]
                     rec["best"] = True
@@ -292,7 +339,8 @@ class Trainer:
                 self.export(self.out / "best.h5")
             msg = f"epoch {self.epoch}: loss {rec['train_loss']:.4f} ({rec['seconds']:.0f}s)"
             if rec["val_miou"]:
-                msg += f" val mIoU first {rec['val_miou'][0]:.4f} last {rec['val_miou'][-1]:.4f} " \
+                msg += " val mIoU" + ("" if self.val_held_out else " (NOT held-out: val is trained on)")
+                msg += f" first {rec['val_miou'][0]:.4f} last {rec['val_miou'][-1]:.4f} " \
                        f"max {max(rec['val_miou']):.4f}"
             print(msg, file=sys.stderr, flush=True)
             if a.max_steps and steps_done >= a.max_steps:
@@ -301,6 +349,7 @@ class Trainer:
 
     def export(self, path):
         meta = {"epoch": self.epoch, "best_val_miou_last": self.best, "log": self.log[-1:],
+                "val_held_out": self.val_held_out,
                 "recipe": {k: v for k, v in vars(self.args).items() if k not in ("data", "out")}}
         m = TorchItNet(self.cfg)
         m.load_state_dict(self.model.state_dict())
@@ -343,6 +392,22 @@ def build_parser():
     g.add_argument("--crop-width", type=int, default=480)
     g.add_argument("--void", type=int, default=CAMVID_VOID, help="label value ignored in loss and mIoU")
     g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("augmentation and balancing (all off by default: then bit-identical to no option)")
+    g.add_argument("--scale-range", type=parse_scale_range, default=None, metavar="LO,HI",
+                   help="scale each training image by a factor uniform in [LO, HI] before the crop (image "
+                        "bilinear, labels nearest neighbour; where the scaled image is smaller than the crop, "
+                        "the rest of the window is image 0 and label void), e.g. 0.5,2.0")
+    g.add_argument("--jitter", type=parse_jitter, default=None, metavar="B,C,S",
+                   help="photometric jitter strengths in [0, 1]: brightness, contrast, saturation factors "
+                        "uniform in [1-v, 1+v] per image, applied in that order, e.g. 0.3,0.3,0.3")
+    g.add_argument("--class-weights", choices=["none", "median-freq"], default="none",
+                   help="weight the cross entropy per class: median-freq = SegNet's median frequency "
+                        "balancing computed on the training labels, void ignored (default none)")
+    g.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="label smoothing of the cross entropy of every output (default 0)")
+    g.add_argument("--train-splits", default="train", metavar="S1,S2",
+                   help="comma list of splits to train on, e.g. train,val for a final fit (refused if they "
+                        "share a file; validation on a trained split is reported as not held-out)")
     g.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=False)
     g = p.add_argument_group("compute")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (weights stay float32)")
@@ -353,7 +418,8 @@ def build_parser():
     g.add_argument("--eval-every", type=int, default=1, help="validate every k epochs (0: never)")
     g.add_argument("--val-split", default="val")
     g.add_argument("--val-limit", type=int, default=None, help="validate on the first k images only")
-    g.add_argument("--train-limit", type=int, default=None, help="train on the first k images only")
+    g.add_argument("--train-limit", type=int, default=None,
+                   help="train on the first k images (of the --train-splits, in order) only")
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
     g.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     g.add_argument("--init", default=None, help="start a new run from these weights (.pt checkpoint or .h5), "
@@ -362,7 +428,10 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not 0 <= args.label_smoothing < 1:
+        parser.error(f"--label-smoothing: expected 0 <= EPS < 1, got {args.label_smoothing}")
     if args.threads:
         torch.set_num_threads(args.threads)
     t = Trainer(args)
