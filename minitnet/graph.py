@@ -388,107 +388,111 @@ def unroll(graph: Graph, last: int | None = None, heads: bool = True) -> list[tu
 
 
 class _Builder:
+    """Nodes of one block, in order."""
+
     def __init__(self):
         self.nodes: list[Node] = []
-        self.shapes: dict[str, tuple[int, int, int]] = {}
 
     def add(self, name, op, inputs, shape, layer=None, first=True, **attrs) -> str:
         self.nodes.append(Node(name, op, tuple(inputs), tuple(shape), layer, attrs, first))
-        self.shapes[name] = tuple(shape)
         return name
 
 
-def build_graph(config: ItNetConfig, height: int, width: int) -> Graph:
-    """The IR of ``config`` for input images of ``height`` x ``width`` pixels."""
-    for nm, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ShapeError(f"build_graph: {nm} must be a positive int, got {v!r}")
-    cfg = config
-    f, fr, L, hid, C = cfg.width, cfg.f_r, cfg.levels, cfg.hidden, cfg.classes
+class _Layers(dict):
+    """The unique layers {name: Layer}, in the order they are declared."""
+
+    def conv(self, name, cin, cout, in_size, out_size, k, stride, pad, groups=1, bias=False, bn=None, bn_ch=None):
+        self[name] = Layer(name, "conv", cin, cout, in_size, out_size, (k, k), stride, pad, groups, bias, bn, bn_ch)
+
+    def affine(self, name, c, size, bn, bn_ch):
+        self[name] = Layer(name, "affine", c, c, size, size, bn=bn, bn_channels=bn_ch)
+
+
+def _data_block(cfg: ItNetConfig, layers: _Layers, height: int, width: int, sizes) -> tuple[list, list]:
+    """The stems and the scale convs: (nodes, init) with init the values entering iteration 1."""
+    f, fr = cfg.width, cfg.f_r
     H2, W2 = _cdiv(height, 2), _cdiv(width, 2)
     H4, W4 = _cdiv(H2, 2), _cdiv(W2, 2)
-    sizes = [(_cdiv(H4, 2**l), _cdiv(W4, 2**l)) for l in range(L)]
-    H8, W8 = _cdiv(height, 8), _cdiv(width, 8)
-    layers: dict[str, Layer] = {}
-
-    def conv_layer(name, cin, cout, in_size, out_size, k, stride, pad, groups=1, bias=False, bn=None, bn_ch=None):
-        layers[name] = Layer(name, "conv", cin, cout, in_size, out_size, (k, k), stride, pad, groups, bias, bn,
-                             bn_ch)
-
-    def affine_layer(name, c, size, bn, bn_ch):
-        layers[name] = Layer(name, "affine", c, c, size, size, bn=bn, bn_channels=bn_ch)
-
-    # -- data block --------------------------------------------------------
     d = _Builder()
-    img = "image"
-    conv_layer("stem1.conv", 3, f - 3, (height, width), (H2, W2), 3, 2, 1, bn="stem1.bn", bn_ch=(0, f - 3))
-    d.add("stem1.conv", "conv", [img], (f - 3, H2, W2), "stem1.conv", act=ACT_RELU)
-    d.add("stem1.pool", "maxpool", [img], (3, H2, W2), kernel_size=2)
-    affine_layer("stem1.bn.pool", 3, (H2, W2), "stem1.bn", (f - 3, f))
+    layers.conv("stem1.conv", 3, f - 3, (height, width), (H2, W2), 3, 2, 1, bn="stem1.bn", bn_ch=(0, f - 3))
+    d.add("stem1.conv", "conv", ["image"], (f - 3, H2, W2), "stem1.conv", act=ACT_RELU)
+    d.add("stem1.pool", "maxpool", ["image"], (3, H2, W2), kernel_size=2)
+    layers.affine("stem1.bn.pool", 3, (H2, W2), "stem1.bn", (f - 3, f))
     d.add("stem1.pool.bn", "affine", ["stem1.pool"], (3, H2, W2), "stem1.bn.pool", act=ACT_RELU)
     d.add("stem1", "concat", ["stem1.conv", "stem1.pool.bn"], (f, H2, W2))
-    conv_layer("stem2.conv", f, f, (H2, W2), (H4, W4), 3, 2, 1, bn="stem2.bn", bn_ch=(0, f))
+    layers.conv("stem2.conv", f, f, (H2, W2), (H4, W4), 3, 2, 1, bn="stem2.bn", bn_ch=(0, f))
     d.add("stem2.conv", "conv", ["stem1"], (f, H4, W4), "stem2.conv", act=ACT_RELU)
     d.add("stem2.pool", "maxpool", ["stem1"], (f, H4, W4), kernel_size=2)
-    affine_layer("stem2.bn.pool", f, (H4, W4), "stem2.bn", (f, 2 * f))
+    layers.affine("stem2.bn.pool", f, (H4, W4), "stem2.bn", (f, 2 * f))
     d.add("stem2.pool.bn", "affine", ["stem2.pool"], (f, H4, W4), "stem2.bn.pool", act=ACT_RELU)
     d.add("stem2", "concat", ["stem2.conv", "stem2.pool.bn"], (2 * f, H4, W4))
     init = []
-    for l in range(L):
+    for l in range(cfg.levels):
         src = "stem2"
         if l > 0:
             src = d.add(f"scales.{l}.pool", "maxpool", ["stem2"], (2 * f, *sizes[l]), kernel_size=2**l)
         name = f"scales.{l}.conv"
-        conv_layer(name, 2 * f, fr, sizes[l], sizes[l], 3, 1, 1, bn=f"scales.{l}.bn", bn_ch=(0, fr))
+        layers.conv(name, 2 * f, fr, sizes[l], sizes[l], 3, 1, 1, bn=f"scales.{l}.bn", bn_ch=(0, fr))
         init.append(d.add(f"scale.{l}", "conv", [src], (fr, *sizes[l]), name, act=ACT_RELU))
+    return d.nodes, init
 
-    # -- iterative body ----------------------------------------------------
+
+def _mixing(b: _Builder, cfg: ItNetConfig, sizes) -> None:
+    """The between-iteration BN and the scale mixing (skipped at n = 1)."""
+    L, fr = cfg.levels, cfg.f_r
+    for l in range(L):
+        b.add(f"bn.{l}", "affine", [f"state.{l}"], (fr, *sizes[l]), f"inter_bn.{{n}}.{l}", first=False,
+              act=ACT_NONE)
+    for l in range(L):
+        parts = []
+        for j in range(L):
+            if sizes[j] == sizes[l]:
+                parts.append(f"bn.{j}")
+            else:
+                parts.append(b.add(f"mix.{l}.resize.{j}", "resize", [f"bn.{j}"], (fr, *sizes[l]), first=False,
+                                   size=sizes[l]))
+        b.add(f"mix.{l}.cat", "concat", parts, (L * fr, *sizes[l]), first=False)
+        b.add(f"mix.{l}", "conv", [f"mix.{l}.cat"], (fr, *sizes[l]), f"bodies.{{body}}.mix.{l}", first=False,
+              act=ACT_RELU, residual=f"bn.{l}")
+
+
+def _body_block(cfg: ItNetConfig, layers: _Layers, sizes) -> tuple[list, list, dict]:
+    """The iterative block: (nodes, carry, first_alias), and its layers for every weight set."""
+    L, fr, hid = cfg.levels, cfg.f_r, cfg.hidden
     b = _Builder()
-    alias = {}
-    carry = []
     if cfg.iterations > 1:
-        for l in range(L):
-            b.add(f"bn.{l}", "affine", [f"state.{l}"], (fr, *sizes[l]), f"inter_bn.{{n}}.{l}", first=False,
-                  act=ACT_NONE)
-        for l in range(L):
-            parts = []
-            for j in range(L):
-                if sizes[j] == sizes[l]:
-                    parts.append(f"bn.{j}")
-                else:
-                    parts.append(b.add(f"mix.{l}.resize.{j}", "resize", [f"bn.{j}"], (fr, *sizes[l]), first=False,
-                                       size=sizes[l]))
-            b.add(f"mix.{l}.cat", "concat", parts, (L * fr, *sizes[l]), first=False)
-            b.add(f"mix.{l}", "conv", [f"mix.{l}.cat"], (fr, *sizes[l]), f"bodies.{{body}}.mix.{l}", first=False,
-                  act=ACT_RELU, residual=f"bn.{l}")
+        _mixing(b, cfg, sizes)
+    alias, carry = {}, []
     for l in range(L):
         alias[f"mix.{l}"] = f"state.{l}"
         x = f"mix.{l}" if cfg.iterations > 1 else f"state.{l}"
         for k in range(cfg.blocks):
-            p = f"brb.{l}.{k}"
-            lp = f"bodies.{{body}}.brb.{l}.{k}"
+            p, lp = f"brb.{l}.{k}", f"bodies.{{body}}.brb.{l}.{k}"
             b.add(f"{p}.expand", "conv", [x], (hid, *sizes[l]), f"{lp}.expand", act=ACT_RELU6)
             b.add(f"{p}.dw", "conv", [f"{p}.expand"], (hid, *sizes[l]), f"{lp}.dw", act=ACT_RELU6)
             x = b.add(p, "conv", [f"{p}.dw"], (fr, *sizes[l]), f"{lp}.project", act=ACT_NONE, residual=x)
         carry.append(x)
-    if cfg.iterations == 1:
-        alias = {}
-    # body layers (resolved for every weight set)
     for bi in range(cfg.bodies):
         for l in range(L):
             sz = sizes[l]
             if cfg.body_has_mix(bi):
-                conv_layer(f"bodies.{bi}.mix.{l}", L * fr, fr, sz, sz, 3, 1, 1)
+                layers.conv(f"bodies.{bi}.mix.{l}", L * fr, fr, sz, sz, 3, 1, 1)
             for k in range(cfg.blocks):
                 p = f"bodies.{bi}.brb.{l}.{k}"
-                conv_layer(f"{p}.expand", fr, hid, sz, sz, 1, 1, 0)
-                conv_layer(f"{p}.dw", hid, hid, sz, sz, 3, 1, 1, groups=hid)
-                conv_layer(f"{p}.project", hid, fr, sz, sz, 1, 1, 0)
+                layers.conv(f"{p}.expand", fr, hid, sz, sz, 1, 1, 0)
+                layers.conv(f"{p}.dw", hid, hid, sz, sz, 3, 1, 1, groups=hid)
+                layers.conv(f"{p}.project", hid, fr, sz, sz, 1, 1, 0)
     for n in range(2, cfg.iterations + 1):
         for l in range(L):
-            affine_layer(f"inter_bn.{n}.{l}", fr, sizes[l], f"inter_bn.{n}.{l}", (0, fr))
+            layers.affine(f"inter_bn.{n}.{l}", fr, sizes[l], f"inter_bn.{n}.{l}", (0, fr))
+    return b.nodes, carry, (alias if cfg.iterations > 1 else {})
 
-    # -- head ----------------------------------------------------------------
+
+def _head_block(cfg: ItNetConfig, layers: _Layers, height: int, width: int, sizes) -> list:
+    """The classifier run after every head iteration: the scales resized to 1/8, one 1x1 conv,
+    bilinear up to the input size."""
+    L, fr, C = cfg.levels, cfg.f_r, cfg.classes
+    H8, W8 = _cdiv(height, 8), _cdiv(width, 8)
     h = _Builder()
     parts = []
     for l in range(L):
@@ -500,10 +504,23 @@ def build_graph(config: ItNetConfig, height: int, width: int) -> Graph:
     h.add("head.conv", "conv", ["head.cat"], (C, H8, W8), "heads.{n}", act=ACT_NONE)
     h.add("logits", "resize", ["head.conv"], (C, height, width), size=(height, width))
     for n in cfg.head_iterations:
-        conv_layer(f"heads.{n}", L * fr, C, (H8, W8), (H8, W8), 1, 1, 0, bias=True)
+        layers.conv(f"heads.{n}", L * fr, C, (H8, W8), (H8, W8), 1, 1, 0, bias=True)
+    return h.nodes
 
+
+def build_graph(config: ItNetConfig, height: int, width: int) -> Graph:
+    """The IR of ``config`` for input images of ``height`` x ``width`` pixels."""
+    for nm, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ShapeError(f"build_graph: {nm} must be a positive int, got {v!r}")
+    H4, W4 = _cdiv(_cdiv(height, 2), 2), _cdiv(_cdiv(width, 2), 2)
+    sizes = [(_cdiv(H4, 2**l), _cdiv(W4, 2**l)) for l in range(config.levels)]
+    layers = _Layers()
+    data, init = _data_block(config, layers, height, width, sizes)
+    body, carry, alias = _body_block(config, layers, sizes)
+    head = _head_block(config, layers, height, width, sizes)
+    g = Graph(config, height, width, data, body, head, tuple(init), tuple(carry), alias, dict(layers))
     # order layers by first execution (stable for reports)
-    g = Graph(cfg, height, width, d.nodes, b.nodes, h.nodes, tuple(init), tuple(carry), alias, layers)
     ordered = {}
     for st in g.schedule():
         if st.layer is not None and st.layer not in ordered:
