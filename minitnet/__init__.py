@@ -1,9 +1,10 @@
 """minitnet: iterative neural networks (ItNets) without a deep-learning framework."""
 
 from .config import ItNetConfig
-from .errors import ConfigError, DataError, MinitnetError, ShapeError, WeightsError
+from .errors import ConfigError, DataError, MinitnetError, NumericalError, ShapeError, WeightsError
 
-__all__ = ["ItNetConfig", "MinitnetError", "ShapeError", "ConfigError", "WeightsError", "DataError", "load", "ItNet"]
+__all__ = ["ItNetConfig", "MinitnetError", "ShapeError", "ConfigError", "WeightsError", "DataError", "NumericalError",
+           "load", "ItNet"]
 __version__ = "0.1.0"
 
 

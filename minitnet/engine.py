@@ -55,6 +55,7 @@ from .config import ItNetConfig
 from .errors import ShapeError
 from .graph import ACT_NONE, ACT_RELU6, Graph, Node, build_graph
 from .executor import FloatBackend, run as run_graph
+from .inputs import check_logits, prepare_input
 from .weights import BN_EPS, WeightFile, fold_weights, read_hdf5
 
 __all__ = ["ItNet", "load"]
@@ -98,27 +99,9 @@ class ItNet:
         return self._graphs[key]
 
     # -- input ---------------------------------------------------------------------
-    def prepare(self, x) -> np.ndarray:
-        """Model input (B, 3, H, W) float32 from a uint8 image (H, W, 3) / batch (B, H, W, 3),
-        normalised as in training, or from an already normalised float NCHW array."""
-        x = np.asarray(x)
-        if x.dtype == np.uint8:
-            if x.ndim == 3:
-                x = x[None]
-            if x.ndim != 4 or x.shape[-1] != 3:
-                raise ShapeError(f"ItNet: a uint8 image must be (H, W, 3) RGB or a batch (B, H, W, 3), got shape {x.shape}")
-            out = x.astype(np.float32) * self.norm_scale + self.norm_offset
-            return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ShapeError(f"ItNet: input must be uint8 (H, W, 3) or float NCHW, got dtype {x.dtype} shape {x.shape}")
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ShapeError(f"ItNet: float input must be NCHW (B, 3, H, W), got shape {x.shape}")
-        if x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
-            raise ShapeError(f"ItNet: empty input, shape {x.shape}")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if not np.all(np.isfinite(x)):
-            raise ShapeError(f"ItNet: input has {int(np.size(x) - np.isfinite(x).sum())} non-finite values (NaN/inf)")
-        return x
+    def prepare(self, x, layout: str | None = None) -> np.ndarray:
+        """Model input (B, 3, H, W) float32: ``minitnet.inputs.prepare_input`` (layouts, bounds)."""
+        return prepare_input(x, self.norm_scale, self.norm_offset, layout)
 
     # -- running ---------------------------------------------------------------------
     def _plan(self, graph: Graph) -> "_FusedPlan | None":
@@ -188,7 +171,9 @@ class ItNet:
         Returns (H, W) for a single uint8 image (H, W, 3), else (B, H, W); uint8.
         """
         single = isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 3
-        cls = self.logits(x, n).argmax(axis=1).astype(np.uint8 if self.config.classes <= 256 else np.int32)
+        n = self.config.head_iterations[-1] if n is None else self.check_output(n)
+        logits = check_logits(self.logits(x, n), n, "ItNet.predict")
+        cls = logits.argmax(axis=1).astype(np.uint8 if self.config.classes <= 256 else np.int32)
         return cls[0] if single else cls
 
 

@@ -19,3 +19,7 @@ class WeightsError(MinitnetError):
 
 class DataError(MinitnetError):
     """An image, label map or dataset folder is unreadable or inconsistent."""
+
+
+class NumericalError(MinitnetError, ArithmeticError):
+    """A computation produced NaN or inf (non-finite logits), so its result would be meaningless."""
