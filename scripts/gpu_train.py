@@ -13,7 +13,8 @@ There (the device machine, ``carry: [".gpu"]``)::
 e.g. "--width 29 --independent"), times 15 steps and one validation at lr 0, plans the epochs that
 fit the budget (eval every tenth of them; lr 1e-3 for >= 200 epochs, 5e-4 for >= 100, else 2e-4,
 times 0.1 at 70% and 85%; ``EPOCHS`` fixes the count instead), trains with bf16 autocast and channels_last on CUDA, and copies best.h5,
-last.pt, log.csv and log.jsonl to ``$OUT``. The trainer's validation numbers are on the 26 JPEG val
+last.pt, log.csv and log.jsonl to ``$OUT`` (checkpoints are git-ignored: commit logs and READMEs; a
+shipped model only as ``weights/*.h5``). The trainer's validation numbers are on the 26 JPEG val
 images; measure the result with the engine on the full PNG split (``minitnet eval``).
 """
 import os
