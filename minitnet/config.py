@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 from dataclasses import dataclass
 
 from .errors import ConfigError
@@ -62,8 +63,10 @@ class ItNetConfig:
         if self.expansion < 1:
             raise ConfigError(f"ItNetConfig: expansion must be >= 1, got {self.expansion}")
         if self.heads is not None:
-            try:
-                heads = tuple(int(h) for h in self.heads)
+            try:  # operator.index: ints only (1.5 or "2" are not iteration numbers)
+                heads = tuple(operator.index(h) for h in self.heads)
+                if any(isinstance(h, bool) for h in self.heads):
+                    raise TypeError("bool")
             except (TypeError, ValueError):
                 raise ConfigError(f"ItNetConfig: heads must be a sequence of iteration numbers, got {self.heads!r}") from None
             bad = [h for h in heads if not 1 <= h <= self.iterations]
@@ -127,6 +130,8 @@ class ItNetConfig:
             raise ConfigError(f"ItNetConfig: unknown fields {unknown}; valid fields are {sorted(fields)}")
         d = dict(d)
         if d.get("heads") is not None:
+            if isinstance(d["heads"], (str, bytes, dict)) or not hasattr(d["heads"], "__iter__"):
+                raise ConfigError(f"ItNetConfig: heads must be a list of iteration numbers or null, got {d['heads']!r}")
             d["heads"] = tuple(d["heads"])
         return cls(**d)
 
