@@ -7,35 +7,32 @@ measures that trade-off row by row.
 
 Model
 -----
-* **Granularity: one output row.**  The simulation is event-driven; an event
-  is "a resource finishes a row" or "a row becomes data-ready".  Within a row
-  the pixels run back to back on the layer's tiles.
-* **Conv layers** run on tiles.  Every tile of a layer (row pieces and column
-  pieces, or depthwise channel groups) does one MVM per output pixel, all tiles
-  of the layer in parallel, so an output row of width OW occupies all of the
-  layer's tiles for ``OW * mvm_cycles`` cycles.  Partial sums of row pieces,
-  bias, activation and residual are added in the digital epilogue, pipelined
-  behind the ADCs: a finished row is readable by its consumers
-  ``row_handoff_cycles`` later (epilogue plus line-buffer write).
+The scheduler is generic (``emulator.schedule``: rows, resources, greedy list
+scheduling by priority, unbounded line buffers); this module says what an
+ItNet is to it.
+
+* **One op per node execution, one row per output row.**  Conv layers
+  (``op_spec(op).mvm``) run on tiles: every tile of a layer (row pieces and
+  column pieces, or depthwise channel groups) does one MVM per output pixel,
+  all tiles of the layer in parallel, so an output row of width OW occupies
+  all of the layer's tiles for ``OW * mvm_cycles`` cycles.  Partial sums of
+  row pieces, bias, activation and residual are added in the digital
+  epilogue, pipelined behind the ADCs: a finished row is readable by its
+  consumers ``row_handoff_cycles`` later (epilogue plus line-buffer write).
 * **Digital ops** (``affine``, ``maxpool``, ``resize``, ``concat``) run in
   periphery, exactly, one unit per node (shared like the tiles of its block),
   at ``*_cycles_per_pixel`` cycles per output pixel, all channels in parallel;
   their rows are readable when they end (fused into the data path).
-* **Data dependencies.**  Output row r of a node needs input rows
-  ``lo[r]..hi[r]`` of each input (3x3 conv, stride 1: r-1..r+1; stride 2:
-  2r-1..2r+1; maxpool k: kr..kr+k-1; bilinear resize: the two source rows it
-  interpolates from; concat, affine and residuals: row r).  Rows are consumed
-  in order, so row r is data-ready when rows 0..hi[r] of every input are
-  readable.  The image is in memory at cycle 0 (the input is never the
-  bottleneck).
-* **Line buffers** are unbounded: a row stays stored until the last consumer
-  row that reads it has finished; the report gives the peak occupancy so
-  buffers can be sized.
-* **Arbitration.**  A free resource takes, among the rows that are data-ready
-  now, the one of the oldest (frame, iteration), never waiting for a busier
-  future (greedy list scheduling, non-preemptive per row).  So shared tiles
+* **Data dependencies** come from the op table: output row r of a node reads
+  rows ``op_spec(op).input_rows(...)`` of each input (3x3 conv, stride 1:
+  r-1..r+1; stride 2: 2r-1..2r+1; maxpool k: kr..kr+k-1; bilinear resize: the
+  two source rows; concat, affine and residuals: row r).  The image is in
+  memory at cycle 0 (the input is never the bottleneck).
+* **Priority** is (frame, iteration, position in the schedule): shared tiles
   serve the iterations in order, and iteration n + 1 runs on the first rows
   only while iteration n waits for data (wavefront pipelining).
+* **Energy**: every op carries the events of one of its rows
+  (``emulator.energy.row_work``); ``time_mapping`` puts picojoules on them.
 
 Mappings (``Mapping``)
 ----------------------
@@ -54,15 +51,13 @@ P its output pixels and P_body those of the largest iterative-block layer
 (their weights differ).
 
 API: ``extract(graph, hw, timing, mapping, frames) -> (ops, resources)``;
-``simulate(ops, resources) -> Schedule``; ``time_mapping`` and ``time_graph``
-for the reports.  ``simulate`` runs any list of ``Op``; tests build small
-graphs with the ``rows_*`` helpers.
+``emulator.schedule.simulate(ops, resources) -> Schedule``; ``time_mapping``
+and ``time_graph`` for the reports (timing, energy, area).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import json
 import math
 import numbers
@@ -71,13 +66,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import HardwareConfig
+from .energy import EnergyConfig, MappingEnergy, energy_of, row_work
 from .errors import ConfigError
+from .schedule import Dep, Op, Resource, Schedule, line_buffer_peaks, simulate
 from .tiles import plan_layer
 from minitnet.graph import op_spec, unroll
 
-__all__ = ["TimingConfig", "Mapping", "MAPPINGS", "Resource", "Dep", "Op", "Schedule", "MappingTiming",
-           "TimingReport", "extract", "simulate",
-           "time_mapping", "time_graph"]
+__all__ = ["TimingConfig", "Mapping", "MAPPINGS", "MappingTiming", "TimingReport", "extract", "time_mapping",
+           "time_graph", "plot"]
 
 MAPPINGS = ("shared", "independent", "replicated")
 SPLITS = ("iteration", "row")
@@ -211,196 +207,66 @@ class Mapping:
                               f"mapping, got name={self.name!r}")
 
 
-# --- ops and resources --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Resource:
-    """Something that does one row at a time: a layer's tiles, or a periphery unit (tiles=0)."""
-
-    name: str
-    tiles: int = 0
-    block: str = ""
-
-
-@dataclass(frozen=True)
-class Dep:
-    """Op ``op`` (index into the op list) supplies rows ``lo[r]..hi[r]`` to output row r."""
-
-    op: int
-    lo: np.ndarray = field(repr=False)
-    hi: np.ndarray = field(repr=False)
-
-
-@dataclass
-class Op:
-    """One execution of one node: ``rows`` output rows of ``row_cycles`` each.
-
-    Row r runs on ``resources[r % len(resources)]``; it becomes readable ``delay``
-    cycles after it ends.  Lower ``priority`` wins a contended resource.
-    ``row_mvms``: MVMs per tile per row (OW for a conv, 0 for digital ops);
-    ``row_elems``: values per output row (C * OW), for line-buffer sizes.
-    """
-
-    name: str
-    rows: int
-    row_cycles: int
-    resources: tuple[int, ...]
-    deps: tuple[Dep, ...] = ()
-    delay: int = 0
-    priority: tuple = ()
-    row_mvms: int = 0
-    row_elems: int = 0
-    frame: int = 0
-    block: str = ""
-    n: int = 0
-    node: str = ""
-    layer: str | None = None
-
-
-@dataclass
-class Schedule:
-    """``start[i]``, ``end[i]``, ``resource[i]``: per output row of op i (int64 arrays, cycles)."""
-
-    ops: list[Op]
-    resources: list[Resource]
-    start: list[np.ndarray]
-    end: list[np.ndarray]
-    resource: list[np.ndarray]
-
-    @property
-    def makespan(self) -> int:
-        return int(max((int(e.max()) for e in self.end if e.size), default=0))
-
-    def op_span(self, i: int) -> tuple[int, int]:
-        return int(self.start[i].min()), int(self.end[i].max())
-
-    def busy_cycles(self) -> np.ndarray:
-        """Busy cycles of every resource."""
-        busy = np.zeros(len(self.resources), np.int64)
-        for s, e, r in zip(self.start, self.end, self.resource):
-            np.add.at(busy, r, e - s)
-        return busy
-
-    def intervals(self, res: int) -> np.ndarray:
-        """(k, 3) array of (start, end, op index) rows run on resource ``res``, sorted by start."""
-        parts = [np.stack([s[r == res], e[r == res], np.full(int((r == res).sum()), i)], 1)
-                 for i, (s, e, r) in enumerate(zip(self.start, self.end, self.resource)) if (r == res).any()]
-        if not parts:
-            return np.zeros((0, 3), np.int64)
-        a = np.concatenate(parts).astype(np.int64)
-        return a[np.argsort(a[:, 0], kind="stable")]
-
-
-def simulate(ops: list[Op], resources: list[Resource]) -> Schedule:
-    """Event-driven list scheduling at row granularity (see the module docstring).
-
-    A free resource takes, among the rows assigned to it that are data-ready now,
-    the one of the op with the lowest ``priority``; a row is data-ready when rows
-    ``0..hi[r]`` of every dependency are readable.  Rows of one op start in order.
-    """
-    nops, nres = len(ops), len(resources)
-    for i, op in enumerate(ops):
-        if op.rows < 1 or op.row_cycles < 0 or op.delay < 0 or not op.resources:
-            raise ConfigError(f"simulate: op {i} {op.name!r} has rows={op.rows}, row_cycles={op.row_cycles}, "
-                              f"delay={op.delay}, resources={op.resources}: expected rows >= 1, cycles >= 0 "
-                              f"and at least one resource")
-        for d in op.deps:
-            if not 0 <= d.op < nops or d.op == i or len(d.hi) != op.rows or len(d.lo) != op.rows:
-                raise ConfigError(f"simulate: op {i} {op.name!r} has a bad dependency on op {d.op} "
-                                  f"(lo/hi lengths {len(d.lo)}/{len(d.hi)}, expected {op.rows})")
-            if int(np.max(d.hi)) >= ops[d.op].rows or int(np.min(d.lo)) < 0:
-                raise ConfigError(f"simulate: op {i} {op.name!r} reads rows up to {int(np.max(d.hi))} of op "
-                                  f"{d.op} {ops[d.op].name!r}, which has {ops[d.op].rows} rows")
-        if any(not 0 <= r < nres for r in op.resources):
-            raise ConfigError(f"simulate: op {i} {op.name!r} names resources {op.resources}, have {nres}")
-
-    order = sorted(range(nops), key=lambda i: (ops[i].priority, i))
-    res_ops: list[list[int]] = [[] for _ in range(nres)]
-    for i in order:
-        for r in dict.fromkeys(ops[i].resources):
-            res_ops[r].append(i)
-    deps = [[(d.op, d.hi.tolist()) for d in op.deps] for op in ops]
-    consumers: list[set[int]] = [set() for _ in range(nops)]
-    for i, op in enumerate(ops):
-        for d in op.deps:
-            consumers[d.op].update(op.resources)
-    rows = [op.rows for op in ops]
-    cyc = [op.row_cycles for op in ops]
-    delay = [op.delay for op in ops]
-    ress = [op.resources for op in ops]
-    nxt = [0] * nops
-    avail: list[list[int]] = [[] for _ in range(nops)]  # readable time of rows 0..k (prefix max)
-    start = [[0] * op.rows for op in ops]
-    end = [[0] * op.rows for op in ops]
-    rres = [[0] * op.rows for op in ops]
-    free = [0] * nres
-    heap = [(0, r) for r in range(nres)]
-    heapq.heapify(heap)
-    push, pop = heapq.heappush, heapq.heappop
-    left = sum(rows)
-
-    while heap:
-        t, res = pop(heap)
-        if free[res] > t:
-            continue
-        best, wake = -1, None
-        lst = res_ops[res]
-        j = 0
-        while j < len(lst):
-            o = lst[j]
-            r = nxt[o]
-            if r >= rows[o]:
-                lst.pop(j)
-                continue
-            j += 1
-            rs = ress[o]
-            if rs[r % len(rs)] != res:
-                continue
-            rt = 0
-            for p, hi in deps[o]:
-                k = hi[r]
-                if k >= nxt[p]:
-                    rt = -1
-                    break
-                a = avail[p][k]
-                if a > rt:
-                    rt = a
-            if rt < 0:
-                continue
-            if rt <= t:
-                best = o
-                break
-            if wake is None or rt < wake:
-                wake = rt
-        if best < 0:
-            if wake is not None:
-                push(heap, (wake, res))
-            continue
-        o = best
-        r = nxt[o]
-        e = t + cyc[o]
-        start[o][r], end[o][r], rres[o][r] = t, e, res
-        nxt[o] = r + 1
-        av = e + delay[o]
-        avail[o].append(av if not r or av > avail[o][-1] else avail[o][-1])
-        left -= 1
-        free[res] = e
-        push(heap, (e, res))
-        if r + 1 < rows[o]:
-            rs = ress[o]
-            nr = rs[(r + 1) % len(rs)]
-            if nr != res:
-                push(heap, (max(t, free[nr]), nr))
-        for c in consumers[o]:
-            push(heap, (max(avail[o][-1], free[c]), c))
-    if left:
-        stuck = [ops[i].name for i in range(nops) if nxt[i] < rows[i]][:5]
-        raise ConfigError(f"simulate: deadlock, {left} rows never became ready (first ops: {stuck}); "
-                          f"a dependency cycle or a row read before it is produced")
-    return Schedule(ops, list(resources), [np.asarray(s, np.int64) for s in start],
-                    [np.asarray(e, np.int64) for e in end], [np.asarray(r, np.int64) for r in rres])
-
-
 # --- the graph IR -> ops ------------------------------------------------------------------------
+class _Layout:
+    """The resources of a mapping: a layer's tiles or one periphery unit per node, named and
+    shared across iterations as the mapping says (``resources_of``)."""
+
+    def __init__(self, graph, hw: HardwareConfig, mapping: Mapping):
+        self.hw, self.mapping = hw, mapping
+        self.resources: list[Resource] = []
+        self.index: dict[str, int] = {}
+        self.plans: dict[str, object] = {}
+        px = [nd.shape[1] * nd.shape[2] for nd in graph.body + graph.head if op_spec(nd.op).mvm]
+        self.body_px = max(px, default=1)
+
+    def plan(self, layer):
+        if layer.name not in self.plans:
+            self.plans[layer.name] = plan_layer(layer, self.hw)
+        return self.plans[layer.name]
+
+    def _get(self, name: str, tiles: int, block: str) -> int:
+        if name not in self.index:
+            self.index[name] = len(self.resources)
+            self.resources.append(Resource(name, tiles, block))
+        return self.index[name]
+
+    def resources_of(self, st, layer) -> tuple[int, ...]:
+        """Resource indices of one step (the same for every frame)."""
+        nd, mp = st.node, self.mapping
+        on_tiles = op_spec(nd.op).mvm
+        tiles = self.plan(layer).tiles if on_tiles else 0
+        tag = "" if on_tiles else " (periphery)"
+        if st.block == "data":
+            copies = min(mp.data_replication, -(-nd.shape[1] * nd.shape[2] // self.body_px)) if on_tiles else 1
+            if copies > 1:
+                return tuple(self._get(f"{nd.name}#{k}", tiles, "data") for k in range(copies))
+            return (self._get(nd.name + tag, tiles, "data"),)
+        if st.block == "head":
+            return (self._get(f"head{st.n}/{nd.name}{tag}", tiles, "head"),)
+        if mp.name == "shared":
+            return (self._get(f"body/{nd.name}{tag}", tiles, "body"),)
+        if mp.name == "independent":
+            return (self._get(f"body{st.n}/{nd.name}{tag}", tiles, "body"),)
+        r = mp.replication
+        if mp.split == "iteration":
+            return (self._get(f"body#{(st.n - 1) % r}/{nd.name}{tag}", tiles, "body"),)
+        return tuple(self._get(f"body#{k}/{nd.name}{tag}", tiles, "body") for k in range(r))
+
+
+def _step_rows(st, preds, layer, shapes) -> list[tuple]:
+    """``(pred key, lo, hi)`` for every input of a step read from a line buffer (not the image)."""
+    nd = st.node
+    kinds = ["input"] * len(nd.inputs) + (["residual"] if nd.residual else [])
+    out = []
+    for pk, kind in zip(preds, kinds):
+        if pk == ("image",):
+            continue  # in memory from cycle 0
+        lo, hi = op_spec(nd.op).input_rows(nd, layer, shapes[pk][1], nd.shape[1], residual=kind == "residual")
+        out.append((pk, lo, hi))
+    return out
+
+
 def extract(graph, hw: HardwareConfig, timing: TimingConfig, mapping: Mapping,
             frames: int = 1) -> tuple[list[Op], list[Resource]]:
     """The row-level ops of ``frames`` images streamed through ``graph`` laid out by ``mapping``.
@@ -408,7 +274,8 @@ def extract(graph, hw: HardwareConfig, timing: TimingConfig, mapping: Mapping,
     Walks ``minitnet.graph.unroll(graph)`` (``graph.schedule`` with the loop's
     ``carry`` and ``first_alias`` resolved) once per frame.  Resources: a
     layer's tiles (``plan_layer(...).tiles``) or one periphery unit per node,
-    shared across iterations as the mapping says.
+    shared across iterations as the mapping says.  Every op carries the
+    ``emulator.energy.RowWork`` of one of its rows in ``cost``.
     """
     if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
         raise ConfigError(f"extract: frames={frames!r}: expected an integer >= 1")
@@ -417,111 +284,33 @@ def extract(graph, hw: HardwareConfig, timing: TimingConfig, mapping: Mapping,
     shapes = {("image",): (3, graph.height, graph.width)}
     for st, key, _ in dag:
         shapes[key] = st.node.shape
-    resources: list[Resource] = []
-    res_index: dict[str, int] = {}
-    tiles_of: dict[str, int] = {}
-
-    def resource(name, tiles, block):
-        if name not in res_index:
-            res_index[name] = len(resources)
-            resources.append(Resource(name, tiles, block))
-        return res_index[name]
-
-    body_px = [nd.shape[1] * nd.shape[2] for nd in graph.body + graph.head if nd.op == "conv"]
-    body_px = max(body_px, default=1)
-
-    # resource names of one step, independent of the frame
-    def step_resources(st, layer):
-        nd = st.node
-        is_conv = nd.op == "conv"
-        if is_conv:
-            if layer.name not in tiles_of:
-                tiles_of[layer.name] = plan_layer(layer, hw).tiles
-            tiles = tiles_of[layer.name]
-        else:
-            tiles = 0
-        tag = "" if is_conv else " (periphery)"
-        if st.block == "data":
-            copies = min(mapping.data_replication, -(-nd.shape[1] * nd.shape[2] // body_px)) if is_conv else 1
-            if copies > 1:
-                return tuple(resource(f"{nd.name}#{k}", tiles, "data") for k in range(copies))
-            return (resource(nd.name + tag, tiles, "data"),)
-        if st.block == "head":
-            return (resource(f"head{st.n}/{nd.name}{tag}", tiles, "head"),)
-        if mapping.name == "shared":
-            return (resource(f"body/{nd.name}{tag}", tiles, "body"),)
-        if mapping.name == "independent":
-            return (resource(f"body{st.n}/{nd.name}{tag}", tiles, "body"),)
-        r = mapping.replication
-        if mapping.split == "iteration":
-            return (resource(f"body#{(st.n - 1) % r}/{nd.name}{tag}", tiles, "body"),)
-        return tuple(resource(f"body#{k}/{nd.name}{tag}", tiles, "body") for k in range(r))
-
+    lay = _Layout(graph, hw, mapping)
     steps = []
     for pos, (st, key, preds) in enumerate(dag):
         nd = st.node
-        layer = graph.layer_of(nd, st.n) if nd.op == "conv" else None
-        OH, OW = nd.shape[1], nd.shape[2]
-        if nd.op == "conv":
-            row_cycles, delay, row_mvms = OW * mvm, timing.row_handoff_cycles, OW
+        layer = graph.layer_of(nd, st.n) if op_spec(nd.op).mvm else None
+        OW = nd.shape[2]
+        if op_spec(nd.op).mvm:
+            row = dict(row_cycles=OW * mvm, delay=timing.row_handoff_cycles, row_mvms=OW)
         else:
-            row_cycles, delay, row_mvms = OW * timing.digital_cycles_per_pixel(nd.op), 0, 0
-        kinds = ["input"] * len(nd.inputs) + (["residual"] if nd.residual else [])
-        dep_rows = []
-        for pk, kind in zip(preds, kinds):
-            if pk == ("image",):
-                continue  # in memory from cycle 0
-            lo, hi = op_spec(nd.op).input_rows(nd, layer, shapes[pk][1], OH, residual=kind == "residual")
-            dep_rows.append((pk, lo, hi))
-        steps.append((st, key, pos, layer, OH, OW, row_cycles, delay, row_mvms, dep_rows,
-                      step_resources(st, layer)))
+            row = dict(row_cycles=OW * timing.digital_cycles_per_pixel(nd.op), delay=0, row_mvms=0)
+        work = row_work(nd, layer, lay.plan(layer) if layer is not None else None, hw, timing)
+        steps.append((st, key, pos, row, work, _step_rows(st, preds, layer, shapes), lay.resources_of(st, layer)))
 
     ops: list[Op] = []
     for f in range(frames):
         index: dict[tuple, int] = {}
-        for st, key, pos, layer, OH, OW, row_cycles, delay, row_mvms, dep_rows, res in steps:
+        for st, key, pos, row, work, dep_rows, res in steps:
             deps = tuple(Dep(index[pk], lo, hi) for pk, lo, hi in dep_rows)
             index[key] = len(ops)
             ops.append(Op(name=f"f{f}/{st.block}{st.n if st.block != 'data' else ''}/{st.node.name}",
-                          rows=OH, row_cycles=row_cycles, resources=res, deps=deps, delay=delay,
-                          priority=(f, st.n, pos), row_mvms=row_mvms, row_elems=st.node.shape[0] * OW,
-                          frame=f, block=st.block, n=st.n, node=st.node.name, layer=st.layer))
-    return ops, resources
+                          rows=st.node.shape[1], resources=res, deps=deps, priority=(f, st.n, pos),
+                          row_elems=st.node.shape[0] * st.node.shape[2], frame=f, block=st.block, n=st.n,
+                          node=st.node.name, layer=st.layer, cost=work, **row))
+    return ops, lay.resources
 
 
 # --- reports -------------------------------------------------------------------------------------
-def line_buffer_peaks(s: Schedule, bits: int) -> tuple[np.ndarray, float]:
-    """Peak rows held per op (its output rows readable and still needed) and the peak of
-    all line buffers together, in KiB at ``bits`` per value."""
-    ops = s.ops
-    release: list[np.ndarray | None] = [None] * len(ops)
-    for ci, op in enumerate(ops):
-        for d in op.deps:
-            p = ops[d.op]
-            # row k of p is last read by the last consumer row r with lo[r] <= k
-            last = np.searchsorted(d.lo, np.arange(p.rows), side="right") - 1
-            rel = s.end[ci][np.clip(last, 0, None)]
-            release[d.op] = rel if release[d.op] is None else np.maximum(release[d.op], rel)
-    peaks = np.zeros(len(ops), np.int64)
-    t_all, w_all = [], []
-    for i, rel in enumerate(release):
-        if rel is None:
-            continue
-        ready = np.maximum.accumulate(s.end[i] + ops[i].delay)
-        rel = np.maximum(rel, ready)
-        t = np.concatenate([ready, rel])
-        w = np.concatenate([np.ones(len(ready), np.int64), -np.ones(len(rel), np.int64)])
-        o = np.lexsort((w, t))  # at equal times release first
-        peaks[i] = int(np.max(np.cumsum(w[o])))
-        t_all.append(t)
-        w_all.append(w * ops[i].row_elems)
-    if not t_all:
-        return peaks, 0.0
-    t, w = np.concatenate(t_all), np.concatenate(w_all)
-    o = np.lexsort((w, t))
-    return peaks, float(np.max(np.cumsum(w[o]))) * bits / 8 / 1024
-
-
 @dataclass
 class MappingTiming:
     """Timing of one mapping.  Cycles are clock cycles; latencies count from cycle 0,
@@ -548,6 +337,7 @@ class MappingTiming:
     schedule: Schedule = field(repr=False)
     clock_hz: float = 1e9
     note: str = ""
+    energy: MappingEnergy | None = None
 
     @property
     def frames_per_second(self) -> float:
@@ -574,6 +364,8 @@ class MappingTiming:
             "tile_utilisation_stream": self.tile_utilisation_stream,
             "line_buffer_kib": self.line_buffer_kib,
         }
+        if self.energy is not None:
+            d.update(self.energy.to_dict())
         if self.note:
             d["note"] = self.note
         if detail:
@@ -589,10 +381,25 @@ def _frame_finish(s: Schedule, frames: int) -> list[int]:
     return fin
 
 
+def _executions(s: Schedule, peaks: np.ndarray) -> list[dict]:
+    """Start and end cycle of every op of a one-frame schedule, with its line-buffer peak."""
+    out = []
+    for i, op in enumerate(s.ops):
+        a, b = s.op_span(i)
+        out.append({"block": op.block, "n": op.n, "node": op.node, "layer": op.layer,
+                    "resource": s.resources[op.resources[0]].name if len(op.resources) == 1 else
+                    [s.resources[r].name for r in op.resources],
+                    "rows": op.rows, "start_cycle": a, "end_cycle": b, "line_buffer_rows": int(peaks[i])})
+    return out
+
+
 def time_mapping(graph, hw: HardwareConfig | None = None, timing: TimingConfig | None = None,
-                 mapping: Mapping | None = None, frames: int = 4) -> MappingTiming:
+                 mapping: Mapping | None = None, frames: int = 4,
+                 energy: EnergyConfig | None = None) -> MappingTiming:
     """Schedule one frame alone (latencies, per-execution spans, utilisation, line buffers)
-    and ``frames`` frames back to back (steady-state frame interval)."""
+    and ``frames`` frames back to back (steady-state frame interval); the energy and area
+    of both under ``energy`` (default ``EnergyConfig()``)."""
+    energy = EnergyConfig() if energy is None else energy
     hw = HardwareConfig() if hw is None else hw
     timing = TimingConfig() if timing is None else timing
     mapping = Mapping() if mapping is None else mapping
@@ -607,14 +414,6 @@ def time_mapping(graph, hw: HardwareConfig | None = None, timing: TimingConfig |
     tiles = np.array([r.tiles for r in res], np.int64)
     makespan = s.makespan
     peaks, kib = line_buffer_peaks(s, timing.bits(hw)[0])
-    executions = []
-    for i, op in enumerate(ops):
-        a, b = s.op_span(i)
-        executions.append({"block": op.block, "n": op.n, "node": op.node, "layer": op.layer,
-                           "resource": res[op.resources[0]].name if len(op.resources) == 1 else
-                           [res[r].name for r in op.resources],
-                           "rows": op.rows, "start_cycle": a, "end_cycle": b,
-                           "line_buffer_rows": int(peaks[i])})
     b_i = int(np.argmax(busy))
 
     ops_f, res_f = extract(graph, hw, timing, mapping, frames)
@@ -642,8 +441,9 @@ def time_mapping(graph, hw: HardwareConfig | None = None, timing: TimingConfig |
         bottleneck_cycles=int(busy[b_i]), bottleneck=res[b_i].name,
         tile_utilisation=float((busy * tiles).sum() / (total_tiles * makespan)) if total_tiles else 0.0,
         tile_utilisation_stream=float((busy_f * tiles).sum() / (total_tiles * interval)) if total_tiles else 0.0,
-        line_buffer_kib=kib, executions=executions, resources=resources, schedule=s,
-        clock_hz=timing.clock_hz, note=note)
+        line_buffer_kib=kib, executions=_executions(s, peaks), resources=resources, schedule=s,
+        clock_hz=timing.clock_hz, note=note,
+        energy=energy_of(s, hw, timing, energy, tuple(heads), tuple(lat[n] for n in heads), interval))
 
 
 @dataclass
@@ -657,6 +457,7 @@ class TimingReport:
     timing: TimingConfig
     frames: int
     mappings: dict[str, MappingTiming]
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
 
     def to_dict(self, detail: bool = True) -> dict:
         return {
@@ -667,6 +468,7 @@ class TimingReport:
                          "out_bits": self.hw.out_bits},
             "timing": dataclasses.asdict(self.timing),
             "mvm_cycles": self.timing.mvm_cycles(self.hw),
+            "energy": dataclasses.asdict(self.energy),
             "frames": self.frames,
             "mappings": {k: v.to_dict(detail) for k, v in self.mappings.items()},
         }
@@ -697,6 +499,27 @@ class TimingReport:
                          f" {m.tile_utilisation_stream:>5.2f}  {m.bottleneck}")
         return "\n".join(lines)
 
+    def energy_table(self, outputs: tuple[int, ...] | None = None) -> str:
+        """A text table: energy of some outputs (one frame alone) and per streamed frame, in
+        microjoules, TOPS/W, area, and where a streamed frame's energy goes (percent)."""
+        heads = next(iter(self.mappings.values())).heads
+        if outputs is None:
+            outputs = heads if len(heads) <= 4 else tuple(sorted({heads[0], *heads[5::5], heads[-1]}))
+        outputs = tuple(n for n in outputs if n in heads)
+        comps = ("dac", "array", "adc", "digital", "buffers", "static")
+        lines = ["  energy in uJ (outputs: one frame alone; frame: streamed); share of a frame in %",
+                 f"  {'mapping':<16} " + " ".join(f"{'E' + str(n):>7}" for n in outputs)
+                 + f" {'frame':>8} {'TOPS/W':>6} {'mm^2':>6}  " + " ".join(f"{c:>7}" for c in comps)]
+        for name, m in self.mappings.items():
+            e = m.energy
+            label = name if name != "replicated" else f"replicated r={m.mapping.replication}"
+            shares = [100 * e.breakdown_pj[c] / e.frame_energy_pj for c in comps]
+            lines.append(f"  {label:<16} " + " ".join(f"{e.output_energy_pj[heads.index(n)] / 1e6:>7.1f}"
+                                                      for n in outputs)
+                         + f" {e.frame_energy_pj / 1e6:>8.1f} {e.tops_per_w:>6.2f} {e.area_mm2:>6.2f}  "
+                         + " ".join(f"{v:>7.1f}" for v in shares))
+        return "\n".join(lines)
+
     def output_table(self) -> str:
         """Latency of every output per mapping, in Mcycles."""
         names = list(self.mappings)
@@ -709,15 +532,18 @@ class TimingReport:
 
 
 def time_graph(graph, hw: HardwareConfig | None = None, timing: TimingConfig | None = None, frames: int = 4,
-               replication: int = 4, split: str = "iteration", data_replication: int = 1) -> TimingReport:
-    """Time the three mappings of ``graph``: shared, independent, replicated (``replication`` copies)."""
+               replication: int = 4, split: str = "iteration", data_replication: int = 1,
+               energy: EnergyConfig | None = None) -> TimingReport:
+    """Time the three mappings of ``graph``: shared, independent, replicated (``replication`` copies),
+    with their energy and area under ``energy`` (default ``EnergyConfig()``)."""
     hw = HardwareConfig() if hw is None else hw
     timing = TimingConfig() if timing is None else timing
+    energy = EnergyConfig() if energy is None else energy
     maps = {"shared": Mapping("shared", data_replication=data_replication),
             "independent": Mapping("independent", data_replication=data_replication),
             "replicated": Mapping("replicated", replication, split, data_replication)}
     return TimingReport(graph.config, graph.height, graph.width, hw, timing, frames,
-                        {k: time_mapping(graph, hw, timing, m, frames) for k, m in maps.items()})
+                        {k: time_mapping(graph, hw, timing, m, frames, energy) for k, m in maps.items()}, energy)
 
 
 def plot(report: TimingReport, path) -> None:

@@ -1,4 +1,4 @@
-"""Tests of the cycle-level timing model (emulator/timing.py).
+"""Tests of the cycle-level timing model (emulator/schedule.py, emulator/timing.py).
 
 Closed forms (c = cycles of one output row, h = row handoff, H rows, H >= 2):
 
@@ -23,8 +23,8 @@ import pytest
 from emulator import ConfigError, HardwareConfig, preset
 from emulator.tiles import plan_layer
 from minitnet.graph import rows_conv, rows_pool, rows_resize
-from emulator.timing import (Dep, Mapping, Op, Resource, TimingConfig, extract, line_buffer_peaks,
-                             simulate, time_graph, time_mapping)
+from emulator.schedule import Dep, Op, Resource, line_buffer_peaks, simulate
+from emulator.timing import Mapping, TimingConfig, extract, time_graph, time_mapping
 from minitnet import ops as mops
 from minitnet.config import ItNetConfig
 from minitnet.graph import build_graph
