@@ -7,7 +7,7 @@ anytime output; ``auc`` is the paper's Equation 2.
 
 Cost: ``count(graph)`` returns a ``Counts`` with parameters (BN apart), MACs of
 every output (own and cumulative), graph size (unique conv layers) and latency
-(conv layers on the longest path). Everything is read off the IR that the
+(conv layers on the longest path), in time linear in the iterations N. Everything is read off the IR that the
 engine executes (``minitnet.graph``): its unrolled DAG (``graph.unroll``)
 gives the dependencies, ``Graph.layers`` the unique layers.
 Definitions with formulas: ``docs/metrics.md``.
@@ -245,28 +245,63 @@ def count(graph: Graph) -> Counts:
         cost[key] = spec.macs(graph.layers.get(st.layer))
         depth[key] = max(depth[p] for p in pr) + spec.mvm  # longest path, counting conv nodes only
 
-    def ancestors(root: Key, seen: set) -> int:
-        """MACs of the conv steps ``root`` depends on that are not in ``seen`` yet (adds them)."""
-        total, stack = 0, [root]
+    def ancestors(roots, seen: set, hits: set | None = None, stop: set = frozenset()) -> int:
+        """MACs of the steps ``roots`` depend on that are not in ``seen`` (nor ``stop``) yet
+        (adds them to ``seen``); ``hits`` collects the keys of ``seen``/``stop`` where the walk stopped."""
+        total, stack = 0, list(roots)
         while stack:
             k = stack.pop()
-            if k in seen or k == IMAGE:
+            if k == IMAGE:
+                continue
+            if k in seen or k in stop:
+                if hits is not None:
+                    hits.add(k)
                 continue
             seen.add(k)
             total += cost[k]
             stack.extend(preds[k])
         return total
 
+    # Per-output MACs in time linear in N: ``state_anc`` holds every step the current loop
+    # state depends on (``state_macs`` their MACs), grown phase by phase. A body phase's
+    # new state depends on the previous state as a whole (the mixing reads every scale), so
+    # the walk from the new state stops where it meets ``state_anc``; a head that reads the
+    # whole state costs its own steps plus ``state_macs``. Where either premise fails (not
+    # in an ItNet; kept exact for any graph) the set is rebuilt or the head walked in full.
     outputs = graph.heads
     macs, cum, lat = [], [], []
     seen_all: set = set()
     running = 0
-    for n in outputs:
-        root = ("head", n, "logits")
-        macs.append(ancestors(root, set()))
-        running += ancestors(root, seen_all)
-        cum.append(running)
-        lat.append(depth[root])
+    state_anc: set = set()
+    state_macs = 0
+    loop: dict[str, Key] = {"image": IMAGE}
+    pos = 0
+    for ph in graph.phases():
+        made = {key for _, key, _ in dag[pos:pos + len(ph.nodes)]}
+        pos += len(ph.nodes)
+
+        def key_of(name: str) -> Key:
+            return (ph.block, ph.n, name) if (ph.block, ph.n, name) in made else loop[ph.reads[name]]
+
+        state_vals = {k for name, k in loop.items() if name != "image"}
+        if ph.block == "head":
+            root = key_of(ph.result[0])
+            hits: set = set()
+            own = ancestors([root], set(), hits, stop=state_anc)
+            macs.append(own + state_macs if state_vals <= hits else ancestors([root], set()))
+            running += ancestors([root], seen_all)
+            cum.append(running)
+            lat.append(depth[root])
+            continue
+        new = {f"state.{l}": key_of(v) for l, v in enumerate(ph.result)}
+        hits = set()
+        added = ancestors(new.values(), state_anc, hits)
+        if state_vals <= hits:
+            state_macs += added
+        else:  # the old state is not all upstream of the new one: start over
+            state_anc = set()
+            state_macs = ancestors(new.values(), state_anc)
+        loop = {"image": IMAGE, **new}
     rows = tuple(LayerCount(l.name, l.params, l.macs, BYTES_PER_ELEMENT * (l.params + l.in_elems + l.out_elems),
                             runs[l.name]) for l in convs)
     return Counts(graph.config, graph.height, graph.width, params, bn_params, graph_bytes, tuple(outputs),
@@ -374,9 +409,11 @@ def evaluate(net, data_dir, split: str = "val", void: int | Iterable[int] | None
     void: label value(s) ignored; the default ``"classes"`` means the value C (CamVid's 11).
     limit: evaluate only the first ``limit`` images (sorted by name).
     Raises DataError for a missing folder, an empty split, a label whose size differs
-    from its image, or a label value that is neither a class nor void.
+    from its image, or a label value that is neither a class nor void; NumericalError
+    (naming the image and output) when the network gives non-finite logits.
     """
     from .data import list_split, read_image, read_label
+    from .inputs import check_logits
     from .progress import Progress
 
     if auc_x not in AUC_X:
@@ -401,7 +438,7 @@ def evaluate(net, data_dir, split: str = "val", void: int | Iterable[int] | None
         accs[outputs[0]].check_label(lab, where=str(lab_path))
         size = size or img.shape[:2]
         for n, logits in net.iter_outputs(img):
-            accs[n].update(logits[0].argmax(axis=0), lab)
+            accs[n].update(check_logits(logits, n, str(img_path))[0].argmax(axis=0), lab)
     pixels = accs[outputs[-1]].pixels
     if pixels == 0:
         raise DataError(f"{data_dir}: every label pixel of split {split!r} is void ({list(_void_set(void))}); "
