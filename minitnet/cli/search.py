@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 
 from ..config import ItNetConfig
 from ..errors import ConfigError
@@ -70,9 +71,11 @@ def largest_width(levels: int, blocks: int, iterations: int, classes: int, budge
 
 def search(levels, blocks, iterations, budget_gmacs: float, classes: int = 11, height: int = 360,
            width: int = 480) -> list[dict]:
-    """One row per (L, K, N): the width f and its counts (see ``largest_width``)."""
-    if not budget_gmacs > 0:
-        raise ConfigError(f"--budget-gmacs must be > 0, got {budget_gmacs}")
+    """One row per (L, K, N): the width f and its counts (see ``largest_width``; f is capped
+    at 4096, so the budget must be finite: with inf every row would report the cap)."""
+    if not (isinstance(budget_gmacs, (int, float)) and math.isfinite(budget_gmacs) and budget_gmacs > 0):
+        raise ConfigError(f"--budget-gmacs must be a finite number > 0 (billions of MACs, e.g. 2.2), "
+                          f"got {budget_gmacs}")
     rows = []
     for L, K, N in itertools.product(levels, blocks, iterations):
         ItNetConfig(L, K, N, 51, classes)  # validates L, K, N, classes with a clear message
