@@ -123,7 +123,7 @@ class EnergyConfig:
             ok = isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
             positive = f.name == "frame_period_s"
             if not ok or (v <= 0 if positive else v < 0):
-                unit = f.name.rsplit("_", 1)[-1] if f.name.endswith(("_pj", "_mw", "_mm2", "_v", "_s")) else ""
+                unit = _unit(f.name)
                 raise ConfigError(f"EnergyConfig.{f.name}={v!r}: expected a finite number "
                                   f"{'> 0' if positive else '>= 0'}" + (f" ({unit})" if unit else "")
                                   + (" or None" if f.name in ("cell_read_pj", "frame_period_s") else ""))
@@ -181,6 +181,13 @@ def energy_preset(name: str, **overrides) -> EnergyConfig:
         raise ConfigError(f"energy_preset({name!r}): unknown EnergyConfig field(s) {unknown}"
                           + (f" ({hints})" if hints else "") + f"; valid fields: {valid}")
     return dataclasses.replace(ENERGY_PRESETS[name], **overrides)
+
+
+def _unit(name: str) -> str:
+    """The unit a field name states (``adc_pj_8bit`` -> ``pJ``), or ''."""
+    units = {"pj": "pJ", "mw": "mW", "mm2": "mm^2", "v": "V", "s": "s"}
+    unit = next((units[t] for t in name.split("_") if t in units), "")
+    return unit + (" per byte" if name.endswith("_per_byte") else "")
 
 
 # --- counting events -----------------------------------------------------------------------
