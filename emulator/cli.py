@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from minitnet.graph import build_graph
 
 from .config import PRESETS, HardwareConfig, preset
 from .errors import ConfigError
+from .energy import EnergyConfig, energy_preset
 from .timing import TimingConfig
 
 __all__ = ["add_hardware_flags", "hardware_from_args", "register"]
@@ -272,31 +274,42 @@ all N iterations), independent (the loop unrolled: N bodies) and replicated (r
 copies of the shared block) -- the tiles, the cycle at which every output m_n is
 complete (one frame alone), the steady-state cycles between finished frames when
 --frames frames are streamed back to back, the busiest tiles and the tile
-utilisation. The architecture comes from --weights or from the flags; cycle
-parameters from --set FIELD=VALUE (TimingConfig fields, e.g. --set cols_per_adc=4)
-and DAC/ADC bits and tile size from the hardware preset."""
+utilisation, and the energy (emulator/energy.py): of every output, per streamed
+frame, where it goes, the area and TOPS/W. The architecture comes from --weights
+or from the flags; cycle and energy parameters from --set FIELD=VALUE
+(TimingConfig or EnergyConfig fields, e.g. --set cols_per_adc=4 --set
+adc_pj_8bit=1.2) and DAC/ADC bits, tile size and energy figures from the preset."""
 
 
-def _parse_sets(items) -> dict:
-    fields = {f.name: f for f in dataclasses.fields(TimingConfig)}
-    out = {}
+def _parse_sets(items) -> tuple[dict, dict]:
+    """``--set FIELD=VALUE`` items as (TimingConfig overrides, EnergyConfig overrides)."""
+    fields = {f.name: TimingConfig for f in dataclasses.fields(TimingConfig)}
+    fields.update({f.name: EnergyConfig for f in dataclasses.fields(EnergyConfig)})
+    out: tuple[dict, dict] = ({}, {})
     for item in items or ():
         key, sep, val = item.partition("=")
         key = key.strip()
         if not sep or key not in fields:
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
-        default = getattr(TimingConfig(), key)
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}"
+                              + (f" (did you mean {close[0]!r}?)" if close else ""))
+        cls = fields[key]
+        default = getattr(cls(), key)
         try:
-            if isinstance(default, bool):
+            if default is None:  # an optional float (EnergyConfig.cell_read_pj, frame_period_s)
+                value = None if val.lower() == "none" else float(val)
+            elif isinstance(default, bool):
                 if val.lower() not in ("true", "false", "1", "0"):
                     raise ValueError(val)
-                out[key] = val.lower() in ("true", "1")
+                value = val.lower() in ("true", "1")
             elif isinstance(default, int):
-                out[key] = int(val)
+                value = int(val)
             else:
-                out[key] = float(val)
+                value = float(val)
         except ValueError:
-            raise ConfigError(f"--set {item!r}: {val!r} is not a valid {type(default).__name__}") from None
+            kind = "float or none" if default is None else type(default).__name__
+            raise ConfigError(f"--set {item!r}: {val!r} is not a valid {kind}") from None
+        out[cls is EnergyConfig][key] = value
     return out
 
 
@@ -313,7 +326,8 @@ def _register_timing(sub):
     g.add_argument("--tile-rows", type=int, default=None, help="crossbar rows per tile (default: the preset's)")
     g.add_argument("--tile-cols", type=int, default=None, help="crossbar columns per tile (default: the preset's)")
     g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="a TimingConfig field, repeatable (e.g. cols_per_adc=4, row_handoff_cycles=0)")
+                   help="a TimingConfig or EnergyConfig field, repeatable (e.g. cols_per_adc=4, "
+                        "adc_pj_8bit=1.2, frame_period_s=0.0333)")
     g.add_argument("--frames", type=int, default=4,
                    help="frames streamed back to back for the steady-state interval (>= 2, default %(default)s)")
     g.add_argument("--replication", type=int, default=4,
@@ -325,7 +339,9 @@ def _register_timing(sub):
                    help="most copies of a data-block conv's tiles, to balance the pipeline (default %(default)s)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object; per mapping under 'mappings': tiles, output_latency_cycles, "
-                        "frame_interval_cycles, executions (start/end cycles per layer and iteration), resources")
+                        "frame_interval_cycles, energy_pj (per output), energy_per_frame_pj, "
+                        "energy_breakdown_pj, area_mm2, tops_per_w, executions (start/end cycles per layer "
+                        "and iteration), resources")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="save tile activity over time and the latency of each output (needs matplotlib)")
     p.set_defaults(func=run_timing)
@@ -338,11 +354,13 @@ def run_timing(args) -> int:
     h, w = geometry(args)
     over = {k: v for k, v in (("rows", args.tile_rows), ("cols", args.tile_cols)) if v is not None}
     hw = preset(args.preset, **over)
-    timing = TimingConfig(**_parse_sets(args.set))
+    timing_sets, energy_sets = _parse_sets(args.set)
+    timing = TimingConfig(**timing_sets)
+    energy = energy_preset(args.preset, **energy_sets)
     graph = build_graph(cfg, h, w)
     t0 = time.perf_counter()
     rep = time_graph(graph, hw, timing, frames=args.frames, replication=args.replication, split=args.split,
-                     data_replication=args.data_replication)
+                     data_replication=args.data_replication, energy=energy)
     seconds = time.perf_counter() - t0
     if args.plot:
         plot(rep, args.plot)
@@ -357,8 +375,11 @@ def run_timing(args) -> int:
     print(describe(cfg))
     print(f"input {w}x{h} pixels (W x H); tiles {hw.rows}x{hw.cols} (preset {args.preset!r})")
     print(f"timing: {timing.describe(hw)}")
+    print(f"energy: {energy.describe(hw, timing)}")
     print()
     print(rep.table())
+    print()
+    print(rep.energy_table())
     for name, m in rep.mappings.items():
         if m.note:
             print(f"  note ({name}): {m.note}")

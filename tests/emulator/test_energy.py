@@ -253,3 +253,44 @@ def test_f51_shared_pcm_tops_per_w_in_published_range(shared_f51):
     np.testing.assert_allclose(d, d[0], rtol=1e-9)
     assert e.output_energy_pj[0] < e.output_energy_pj[-1] / 5
     assert json.loads(json.dumps(e.to_dict()))["energy_per_frame_pj"] == e.frame_energy_pj
+
+
+# --- CLI ------------------------------------------------------------------------------------------------
+
+def test_cli_json_energy_keys_and_set(capsys):
+    from minitnet.cli import main
+
+    argv = ["emulate-timing", "--iterations", "3", "--height", "40", "--width-px", "56", "--frames", "2",
+            "--replication", "2", "--json"]
+    assert main(argv) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--set", "adc_pj_8bit=3.34", "--set", "frame_period_s=0.5", "--set", "cols_per_adc=4"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["energy"]["adc_pj_8bit"] == 3.34 and d["mvm_cycles"] == 8 + 4 * 8
+    for name in ("shared", "independent", "replicated"):
+        m, b = d["mappings"][name], base["mappings"][name]
+        assert len(m["energy_pj"]) == 3 and m["energy_per_frame_pj"] > 0 and m["area_mm2"] > 0
+        assert set(m["energy_breakdown_pj"]) == {"dac", "array", "adc", "digital", "buffers", "static"}
+        assert m["tops_per_w"] == pytest.approx(2 * m["macs_per_frame"] / m["energy_per_frame_pj"])
+        assert m["energy_breakdown_pj"]["adc"] == pytest.approx(2 * b["energy_breakdown_pj"]["adc"])
+        assert m["energy_frame_time_s"] == 0.5
+
+
+def test_cli_table_shows_energy(capsys):
+    from minitnet.cli import main
+
+    assert main(["emulate-timing", "--iterations", "2", "--height", "24", "--width-px", "32", "--frames", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "TOPS/W" in out and "energy in uJ" in out and "pJ/8-bit conversion" in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--set", "adc_pj_8bt=1"], "did you mean 'adc_pj_8bit'"),
+    (["--set", "adc_pj_8bit=-1"], "adc_pj_8bit"),
+    (["--set", "frame_period_s=x"], "not a valid float or none"),
+])
+def test_cli_energy_errors(capsys, argv, match):
+    from minitnet.cli import main
+
+    assert main(["emulate-timing", "--iterations", "2", "--height", "16", "--width-px", "16"] + argv) == 1
+    assert match in capsys.readouterr().err
