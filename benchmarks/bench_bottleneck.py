@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from .benchutil import assert_close, record, run_bench, scaled
 
-import minitnet.engine as E
 from minitnet import ops
+from minitnet.fused import FusedOptions
+from minitnet.fused.kinds import bottleneck_bands
 from minitnet.kernels import blas
 from minitnet.kernels import padded as P
 
@@ -73,7 +74,7 @@ def fused_brb(x, we, wd, wp, be, bd, bp, T):
     xp = np.zeros((N, C, H + 2, W + 2), F32)
     xp[:, :, 1:-1, 1:-1] = x
     out = np.zeros_like(xp)
-    nb = E._nbands(H, E._BRB_ROWS, T)
+    nb = bottleneck_bands(H, T, FusedOptions())
     rmax = -(-H // nb)
     hid, dwo = np.empty((T, CH * (rmax + 2) * (W + 2)), F32), np.empty((T, CH * rmax * (W + 2)), F32)
     args = (xp, we.reshape(CH, C), be, wd.reshape(CH, 9), bd, wp.reshape(C, CH), bp, out, nb, hid, dwo, T)

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from .benchutil import assert_close, record, run_bench, scaled
 
-import minitnet.engine as E
 from minitnet import ops
+from minitnet.fused import FusedOptions
+from minitnet.fused.kinds import im2col_bands, taps_bands, winograd_bands
+from minitnet.fused.select import tap_offsets
 from minitnet.kernels import blas
 from minitnet.kernels import padded as P
 from minitnet.kernels import winograd as WG
@@ -56,8 +58,9 @@ def numpy_conv(x, w, b, stride, padding, act, res):
     return np.ascontiguousarray(out, dtype=F32)
 
 
-def fused_conv(x, w, b, stride, act, res, T):
-    """The engine's kernel choice for this layer, with its scratch; returns a runner."""
+def fused_conv(x, w, b, stride, act, res, T, opt=FusedOptions()):
+    """The engine's kernel choice for this layer (``minitnet.fused.select``), with its scratch and
+    bands (``minitnet.fused.kinds``); returns a runner."""
     N, C_in, H, W = x.shape
     C_out, _, k, _ = w.shape
     p = k // 2
@@ -65,32 +68,32 @@ def fused_conv(x, w, b, stride, act, res, T):
     xp, rp = pad(x), pad(res) if res is not None else None
     out = np.zeros((N, C_out, OH + 2, OW + 2), F32)
     r, has_res = (rp, True) if rp is not None else (out, False)
-    if stride == 1 and k == 3 and 4 * C_in * (H + 2) * (W + 2) > E._WINO_MIN_BYTES:
+    if stride == 1 and k == 3 and 4 * C_in * (H + 2) * (W + 2) > opt.winograd_min_bytes:
         TH, TW = (H + 1) // 2, (W + 1) // 2
-        nb = E._nbands(TH, E._WINO_TILES // TW, T)
+        nb = winograd_bands(H, W, T, opt)
         tiles = -(-TH // nb) * TW
         U, V = WG.winograd_weights(w), np.empty((T, 16 * C_in * tiles), F32)
         M, tmp = np.empty((T, 16 * C_out * tiles), F32), np.empty((T, 4 * (W + 4)), F32)
 
         def run():
             with blas.single_threaded_blas():  # as the engine: BLAS runs inside each worker
-                WG.conv2d_nchwp_winograd(xp, 0, U, b, r, 0, has_res, act, out, 0, nb, tmp, V, M, T)
+                WG.conv2d_nchwp_winograd(xp, 0, U, b, r, 0, has_res, act, out, 0, nb, (tmp, V, M), T)
     elif stride == 1:
         wt = np.ascontiguousarray(w.transpose(2, 3, 0, 1)).reshape(k * k, C_out, C_in)
-        offs = np.array([(ky - p) * (W + 2) + (kx - p) for ky in range(k) for kx in range(k)], np.int64)
-        nb = E._nbands(H, max(1, E._TAPS_RUN // (W + 2)), T)
+        offs = tap_offsets(k, k, p, W + 2)
+        nb = taps_bands(H, W, T, opt)
 
         def run():
             with blas.single_threaded_blas():
                 P.conv2d_nchwp_taps(xp, 0, wt, offs, b, r, 0, has_res, act, out, 0, nb, T)
     else:
         K = C_in * k * k
-        nb = E._nbands(OH, E._COL_ELEMS // (K * (OW + 2)), T)
+        nb = im2col_bands(OH, OW, K, T, opt)
         col, w2 = np.empty((T, K * -(-OH // nb) * (OW + 2)), F32), w.reshape(C_out, K)
 
         def run():
             with blas.single_threaded_blas():
-                P.conv2d_nchwp_im2col(xp, 0, w2, k, k, stride, p, b, act, out, 0, nb, col, T)
+                P.conv2d_nchwp_im2col(xp, 0, w2, (k, k, stride, p), b, act, out, 0, nb, col, T)
     return run, lambda: out[:, :, 1:-1, 1:-1]
 
 

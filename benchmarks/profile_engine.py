@@ -3,8 +3,8 @@
     python benchmarks/profile_engine.py [--threads 2] [--size 360 480] [--last N] [--runs 5]
 
 Runs the f = 51 CamVid model (random weights, ``benchutil.bench_tensors``) and times every
-kernel call of the fused plan (``minitnet.engine._FusedPlan``) with ``perf_counter``
-around it; the sum of the op times is within a few percent of the run time (the rest is
+kernel call of the fused plan (``minitnet.fused.FusedPlan``: its op table ``plan.kinds``
+wrapped with ``perf_counter`` around each call); the sum of the op times is within a few percent of the run time (the rest is
 Python dispatch). Not collected by pytest (no ``bench_`` prefix).
 """
 import argparse
@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchutil import bench_tensors, pin_threads  # noqa: E402
 
 from minitnet import ItNetConfig  # noqa: E402
-from minitnet.engine import ItNet, _FusedPlan  # noqa: E402
+from minitnet.engine import ItNet  # noqa: E402
+from minitnet.fused.kinds import OpKind  # noqa: E402
 
 
 def main(argv=None):
@@ -46,28 +47,27 @@ def main(argv=None):
 
     acc = collections.defaultdict(float)
     calls = collections.Counter()
-    orig = _FusedPlan._run
+    plan = net.fused_plan(net.graph(*args.size))
+    p = plan.program
+    block_of = {id(op): name for name, blk in (("data", p.data), ("body", p.first), ("body", p.body),
+                                               ("head", p.head)) if blk is not None for op in blk.ops}
 
-    def timed(self, blk, env, arrays, n, ws, T):
-        block = "data" if blk is self.data else "head" if blk is self.head else "body"
-        ops = blk.ops
-        try:
-            for op in ops:
-                blk.ops = [op]
-                t0 = time.perf_counter()
-                orig(self, blk, env, arrays, n, ws, T)
-                key = (block, op.kind, op.nodes[0].name if op.kind != "brb" else op.nodes[-1].name)
-                acc[key] += time.perf_counter() - t0
-                calls[key] += 1
-        finally:
-            blk.ops = ops
+    def timed(kind, run):
+        def call(plan, op, *rest):
+            t0 = time.perf_counter()
+            run(plan, op, *rest)
+            key = (block_of[id(op)], kind, op.nodes[-1].name if kind == "bottleneck" else op.nodes[0].name)
+            acc[key] += time.perf_counter() - t0
+            calls[key] += 1
+        return call
 
-    _FusedPlan._run = timed
+    orig = plan.kinds
+    plan.kinds = {kind: OpKind(timed(kind, k.run), k.scratch) for kind, k in orig.items()}
     try:
         for _ in range(args.runs):
             run()
     finally:
-        _FusedPlan._run = orig
+        plan.kinds = orig
     R = args.runs
     total = sum(acc.values()) / R
     print(f"ItNet f=51 {args.size[0]}x{args.size[1]}, outputs 1..{args.last or cfg.iterations}, {info}")

@@ -13,11 +13,12 @@ import pytest
 from conftest import ATOL_REDUCTION
 from netutil import random_tensors
 
-import minitnet.engine as E
 import minitnet.executor as X
-from minitnet import ItNetConfig, ops
+import minitnet.fused.lower as L
+from minitnet import ConfigError, ItNetConfig, ops
 from minitnet import kernels as K
 from minitnet.engine import ItNet
+from minitnet.fused import FusedOptions, find_fusions, lower_graph
 from minitnet.kernels import blas
 from minitnet.kernels import padded as P
 from minitnet.kernels import winograd as WG
@@ -80,7 +81,7 @@ def test_winograd_impulse(hw):
             out = np.zeros((1, 1, H + 2, W + 2), F32)
             V, M = np.empty((2, 16 * 3 * W), F32), np.empty((2, 16 * 3 * W), F32)  # one band: <= 3 tile rows
             WG.conv2d_nchwp_winograd(pad(x), 0, U, np.zeros(1, F32), out, 0, False, 0, out, 0, 1,
-                                     np.empty((2, 4 * (W + 4)), F32), V, M, 2)
+                                     (np.empty((2, 4 * (W + 4)), F32), V, M), 2)
             np.testing.assert_array_equal(interior(out), ops.conv2d(x, w, padding=1), err_msg=f"impulse at {y, xx}")
             assert_border_zero(out)
 
@@ -130,7 +131,7 @@ def test_winograd_vs_ops(N, C_in, C_out, H, W, act, has_res, T):
     tmp = np.empty((T, 4 * (W + 4)), F32)
     xp, rp = pad(x, C_in + 1, 1), pad(r, C_out + 2, 2)
     out = np.zeros((N, C_out + 1, H + 2, W + 2), F32)
-    WG.conv2d_nchwp_winograd(xp, 1, WG.winograd_weights(w), b, rp, 2, has_res, act, out, 1, nb, tmp, V, M, T)
+    WG.conv2d_nchwp_winograd(xp, 1, WG.winograd_weights(w), b, rp, 2, has_res, act, out, 1, nb, (tmp, V, M), T)
     np.testing.assert_allclose(interior(out, 1), want, rtol=0, atol=ATOL_REDUCTION)
     assert not out[:, 0].any()
     assert_border_zero(out)
@@ -149,7 +150,7 @@ def test_im2col_conv_vs_ops(H, W, stride, k, p):
     for T, nb in [(1, 1), (2, min(OH, 3))]:
         col = np.empty((T, C_in * k * k * (-(-OH // nb)) * (OW + 2)), F32)
         out = np.zeros((N, C_out + 2, OH + 2, OW + 2), F32)
-        P.conv2d_nchwp_im2col(pad(x), 0, w.reshape(C_out, -1), k, k, stride, p, b, 1, out, 2, nb, col, T)
+        P.conv2d_nchwp_im2col(pad(x), 0, w.reshape(C_out, -1), (k, k, stride, p), b, 1, out, 2, nb, col, T)
         np.testing.assert_allclose(interior(out, 2), want, rtol=0, atol=ATOL_REDUCTION)
         assert_border_zero(out)
 
@@ -199,7 +200,7 @@ def test_resize_padded_is_exact(size, pad_out):
     rng = np.random.default_rng(6)
     x = rand(rng, 2, 3, 45, 60)
     want = ops.interpolate_bilinear(x, size)
-    tabs = K.bilinear_table(45, size[0], False) + K.bilinear_table(60, size[1], False)
+    tabs = K.bilinear_table(45, size[0], False), K.bilinear_table(60, size[1], False)
     for S in (1, 2, 5):  # row bands per plane
         out = np.zeros((2, 4, size[0] + 2 * pad_out, size[1] + 2 * pad_out), F32)
         P.resize_bilinear_nchwp(pad(x, 4, 1), 1, 3, *tabs, out, 1, pad_out, S, np.empty((2, 45 * size[1]), F32), 2)
@@ -245,11 +246,11 @@ NETS = [  # (levels, blocks, iterations, width, shared, heads, (H, W), batch)
 ]
 
 
-def fused_vs_reference(cfg, hw, B, seed):
+def fused_vs_reference(cfg, hw, B, seed, options=None):
     rng = np.random.default_rng(seed)
-    net = ItNet(cfg, random_tensors(cfg, rng))
+    net = ItNet(cfg, random_tensors(cfg, rng), fused_options=options)
     x = rng.normal(0, 1, (B, 3, *hw)).astype(F32)
-    assert net._plan(net.graph(*hw)) is not None, "the fused plan does not cover this network"
+    assert net.fused_plan(net.graph(*hw)) is not None, "the fused plan does not cover this network"
     got = [(n, a.copy()) for n, a in net.iter_outputs(x)]
     net.fused = False
     want = list(net.iter_outputs(x))
@@ -262,11 +263,11 @@ def fused_vs_reference(cfg, hw, B, seed):
 
 @pytest.mark.parametrize("L,K,N,f,shared,heads,hw,B", NETS)
 @pytest.mark.parametrize("wino", [False, True])
-def test_fused_equals_reference_executor(L, K, N, f, shared, heads, hw, B, wino, monkeypatch):
-    # wino=True forces every 3x3 stride-1 conv through Winograd (normally only large maps)
-    monkeypatch.setattr(E, "_WINO_MIN_BYTES", 0 if wino else 1 << 62)
+def test_fused_equals_reference_executor(L, K, N, f, shared, heads, hw, B, wino):
+    # wino=True: every 3x3 stride-1 conv through Winograd; False: every one as one sgemm per tap
     cfg = ItNetConfig(levels=L, blocks=K, iterations=N, width=f, shared=shared, heads=heads)
-    fused_vs_reference(cfg, hw, B, L * 100 + K * 10 + N)
+    options = FusedOptions(winograd_min_bytes=0 if wino else 1 << 62)
+    fused_vs_reference(cfg, hw, B, L * 100 + K * 10 + N, options)
 
 
 @pytest.mark.parametrize("L,K,N,f,shared,heads,hw,B", [NETS[0], NETS[1], NETS[3], NETS[-1]])
@@ -292,12 +293,12 @@ def test_fused_states_equal_reference_walk(L, K, N, f, shared, heads, hw, B):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_fused_any_thread_count(threads, monkeypatch):
-    monkeypatch.setattr(E, "_BRB_ROWS", 3)  # many bands per worker
+def test_fused_any_thread_count(threads):
     old = numba.get_num_threads()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        fused_vs_reference(ItNetConfig(levels=3, iterations=3, width=10), (41, 29), 2, 9)
+    try:  # 3-row bottleneck bands: many bands per worker
+        fused_vs_reference(ItNetConfig(levels=3, iterations=3, width=10), (41, 29), 2, 9,
+                           FusedOptions(bottleneck_band_rows=3))
     finally:
         numba.set_num_threads(old)
 
@@ -351,11 +352,11 @@ def test_blas_threads_restored():
 
 
 def test_unsupported_graph_falls_back_to_reference(monkeypatch):
-    monkeypatch.setattr(E, "_lower", lambda *a, **k: None)
+    monkeypatch.setitem(L.LOWER_OP, "resize", lambda c, nd: None)  # an op with no fused form
     cfg = ItNetConfig(levels=2, iterations=2, width=8)
     net = ItNet(cfg, random_tensors(cfg, np.random.default_rng(0)))
     x = np.random.default_rng(1).normal(size=(1, 3, 20, 21)).astype(F32)
-    assert net._plan(net.graph(20, 21)) is None
+    assert net.fused_plan(net.graph(20, 21)) is None
     got = list(net.iter_outputs(x))
     net.fused = False
     for (_, a), (_, b) in zip(got, net.iter_outputs(x)):
@@ -443,3 +444,43 @@ def test_concat_of_one_value_twice_fills_both_slices():
     r = ops.interpolate_bilinear(x, (6, 8))
     np.testing.assert_array_equal(got["cat"], np.concatenate([r, x2, r], axis=1))
     assert np.shares_memory(got["r"], got["cat"]), "the resize should write into the concat's first slice"
+
+
+# --------------------------------------------------------------------------- the compiler's passes and options
+
+
+def test_passes_on_the_paper_network():
+    # f = 51, L = 3, K = 1 at 360x480: every BRB is one bottleneck op, the stems' pool + BN one pool
+    # op, the scale convs and the mixing convs Winograd, the strided stems im2col
+    cfg = ItNetConfig()
+    g = ItNet(cfg, random_tensors(cfg, np.random.default_rng(0))).graph(360, 480)
+    fus = find_fusions(g, g.body_nodes(2), 2, set(g.carry), set())
+    assert sorted(fus.chains) == [f"brb.{l}.{k}.expand" for l in range(cfg.levels) for k in range(cfg.blocks)]
+    prog = lower_graph(g, FusedOptions())
+    kinds = [op.kind for op in prog.data.ops]
+    assert kinds.count("im2col") == 2 and kinds.count("winograd") == cfg.levels
+    assert [op.nodes[1].name for op in prog.data.ops if len(op.nodes) == 2] == ["stem1.pool.bn", "stem2.pool.bn"]
+    assert [op.kind for op in prog.body.ops].count("bottleneck") == cfg.levels * cfg.blocks
+    taps = lower_graph(g, FusedOptions(winograd_min_bytes=1 << 62))
+    assert "winograd" not in {op.kind for b in taps.blocks() for op in b.ops}
+
+
+@pytest.mark.parametrize("field, value", [("taps_run_pixels", 0), ("bottleneck_band_rows", 2.5),
+                                          ("winograd_min_bytes", -1), ("im2col_scratch_elems", True)])
+def test_fused_options_are_validated(field, value):
+    with pytest.raises(ConfigError, match=field):
+        FusedOptions(**{field: value})
+    with pytest.raises(ConfigError, match="unknown option.*'band_rows'"):
+        FusedOptions().replace(band_rows=3)
+
+
+def test_setting_fused_options_recompiles():
+    cfg = ItNetConfig(levels=2, iterations=2, width=8)
+    net = ItNet(cfg, random_tensors(cfg, np.random.default_rng(0)))
+    g = net.graph(20, 21)
+    wino = net.fused_plan(g)
+    net.fused_options = FusedOptions(winograd_min_bytes=1 << 62)
+    taps = net.fused_plan(g)
+    assert taps is not wino and taps.options.winograd_min_bytes == 1 << 62
+    with pytest.raises(ConfigError, match="FusedOptions"):
+        net.fused_options = {"winograd_min_bytes": 0}

@@ -48,6 +48,20 @@ def band(i, nb, H):
     return (i * H) // nb, ((i + 1) * H) // nb
 
 
+@numba.njit(cache=True, inline="always")
+def task_band(task, nb, H):
+    """Task ``task`` of N*nb (nb row bands per image over H rows): (n, y0, y1)."""
+    y0, y1 = band(task % nb, nb, H)
+    return task // nb, y0, y1
+
+
+@numba.njit(cache=True, inline="always")
+def band_run(y0, y1, Wp):
+    """Rows [y0, y1) of a padded map with rows of Wp floats as one flat run: (offset of
+    interior pixel (y0, 0) in its plane, length through pixel (y1 - 1, W - 1))."""
+    return (y0 + 1) * Wp + 1, (y1 - y0) * Wp - 2
+
+
 @numba.njit(cache=True)
 def epilogue_nchwp(out, n, co, y0, y1, b, res, cr, has_res, act):
     """Rows [y0, y1) of out[n, co:co+C]: zero the border columns, then
@@ -90,10 +104,9 @@ def conv2d_nchwp_taps(x, cx, wt, offs, b, res, cr, has_res, act, out, co, nb, T)
     wf = wt.reshape(-1)
     for w in prange(T):
         for task in range(w, N * nb, T):
-            n = task // nb
-            y0, y1 = band(task % nb, nb, Hp - 2)
+            n, y0, y1 = task_band(task, nb, Hp - 2)
             xf, of = x[n].reshape(-1), out[n].reshape(-1)
-            q0, M = (y0 + 1) * Wp + 1, (y1 - y0) * Wp - 2  # first pixel of the band, run length
+            q0, M = band_run(y0, y1, Wp)
             for t in range(taps):
                 sgemm_cm(M, C_out, C_in, xf, cx * plane + q0 + offs[t], plane, wf, t * C_out * C_in, C_in,
                          0.0 if t == 0 else 1.0, of, co * plane + q0, plane)
@@ -101,14 +114,16 @@ def conv2d_nchwp_taps(x, cx, wt, offs, b, res, cr, has_res, act, out, co, nb, T)
 
 
 @numba.njit(cache=True)
-def im2col_nchwp(x, n, cx, C_in, KH, KW, stride, padding, y0, y1, OWp, col):
+def im2col_nchwp(x, n, cx, geom, y0, y1, OWp, col):
     """Unfold output rows [y0, y1) of image n: col[(ci*KH + ky)*KW + kx, (oy - y0)*OWp + ox]
     = x[n, cx+ci, oy*stride + ky - padding + 1, ox*stride + kx - padding + 1] for ox < OW = OWp - 2,
-    and 0 in the two gap columns of each row (they map onto out's border). padding <= 1.
+    and 0 in the two gap columns of each row (they map onto out's border). padding <= 1;
+    ``geom`` = (KH, KW, stride, padding).
 
     Shapes:
       x: (N, >= cx+C_in, H+2, W+2)  col: (C_in*KH*KW, (y1 - y0)*OWp - 2)
     """
+    KH, KW, stride, padding = geom
     M = col.shape[1]
     OW = OWp - 2
     for r in range(col.shape[0]):
@@ -125,8 +140,9 @@ def im2col_nchwp(x, n, cx, C_in, KH, KW, stride, padding, y0, y1, OWp, col):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def conv2d_nchwp_im2col(x, cx, w2, KH, KW, stride, padding, b, act, out, co, nb, col, T):
-    """Dense conv (any stride, padding <= 1) as band-wise im2col + one sgemm, fused epilogue.
+def conv2d_nchwp_im2col(x, cx, w2, geom, b, act, out, co, nb, col, T):
+    """Dense conv (any stride, padding <= 1) as band-wise im2col + one sgemm, fused epilogue;
+    ``geom`` = (KH, KW, stride, padding).
 
     Shapes:
       x: (N, >= cx+C_in, H+2, W+2)  w2: (C_out, C_in*KH*KW) = w.reshape(C_out, -1)  b: (C_out,)
@@ -139,12 +155,10 @@ def conv2d_nchwp_im2col(x, cx, w2, KH, KW, stride, padding, b, act, out, co, nb,
     wf = w2.reshape(-1)
     for w in prange(T):
         for task in range(w, N * nb, T):
-            n = task // nb
-            y0, y1 = band(task % nb, nb, OHp - 2)
-            M = (y1 - y0) * OWp - 2
+            n, y0, y1 = task_band(task, nb, OHp - 2)
+            q0, M = band_run(y0, y1, OWp)
             cv = col[w, :K * M].reshape(K, M)
-            im2col_nchwp(x, n, cx, K // (KH * KW), KH, KW, stride, padding, y0, y1, OWp, cv)
-            q0 = (y0 + 1) * OWp + 1
+            im2col_nchwp(x, n, cx, geom, y0, y1, OWp, cv)
             sgemm_cm(M, C_out, K, col[w], 0, M, wf, 0, K, 0.0, out[n].reshape(-1), co * plane + q0, plane)
             epilogue_nchwp(out, n, co, y0, y1, b, out, 0, False, act)  # no residual: out is a placeholder
 
@@ -327,7 +341,7 @@ def max_pool2d_nchwp(x, cx, C, k, scale, shift, act, has_affine, out, co):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out, co, pad_out, S, scratch, T):
+def resize_bilinear_nchwp(x, cx, C, ytab, xtab, out, co, pad_out, S, scratch, T):
     """Separable bilinear resize of padded interiors, torch's arithmetic order:
     h[y, ox] = x[y, ix0]*lx0 + x[y, ix1]*lx1, then out[oy] = h[iy0]*ly0 + h[iy1]*ly1
     (the same float ops, in the same order, as ``upsample_bilinear_nchw``).
@@ -337,11 +351,13 @@ def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out,
     only the source rows it reads, so bands add at most one h row each).
 
     Shapes:
-      x: (N, >= cx+C, H+2, W+2)  iy*, ly*: (OH,)  ix*, lx*: (OW,) (tables of ``bilinear_table``,
-      non-decreasing)  out: (N, >= co+C, OH + 2*pad_out, OW + 2*pad_out)  scratch: (T, >= H*OW)
+      x: (N, >= cx+C, H+2, W+2)  ytab = (iy0, iy1, ly0, ly1): (OH,) each, xtab = (ix0, ix1, lx0, lx1):
+      (OW,) each (``bilinear_table``; indices non-decreasing)
+      out: (N, >= co+C, OH + 2*pad_out, OW + 2*pad_out)  scratch: (T, >= H*OW)
     """
     N = x.shape[0]
-    OH, OW = iy0.shape[0], ix0.shape[0]
+    iy0, iy1 = ytab[0], ytab[1]
+    OH, OW = iy0.shape[0], xtab[0].shape[0]
     for w in prange(T):
         for t in range(w, N * C * S, T):
             n, c = t // (C * S), (t // S) % C
@@ -349,5 +365,5 @@ def resize_bilinear_nchwp(x, cx, C, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, out,
             if oy0 == oy1:
                 continue
             h = scratch[w, :(iy1[oy1 - 1] + 1 - iy0[oy0]) * OW].reshape(-1, OW)
-            resize_band(x, n, cx + c, 1, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, oy0, oy1, h, out, co + c, pad_out)
+            resize_band(x, n, cx + c, 1, ytab, xtab, oy0, oy1, h, out, co + c, pad_out)
 

@@ -42,13 +42,19 @@ def bilinear_table(in_size, out_size, align_corners):
 
 
 @numba.njit(cache=True, inline="always")
-def resize_band(x, n, c, off, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, oy0, oy1, h, out, co, pad_out):
+def resize_band(x, n, c, off, ytab, xtab, oy0, oy1, h, out, co, pad_out):
     """Output rows oy0..oy1-1 of plane (n, c) of x (its interior at row and column offset ``off``:
     0 plain, 1 padded) into plane (n, co) of out (interior at ``pad_out``): each source row the
     band reads resampled along x once (h[y - ya, ox] = x[y, ix0]*lx0 + x[y, ix1]*lx1, the
     gathers), then every output row the vectorised blend h[iy0]*ly0 + h[iy1]*ly1 (the module's
     order). Rows are taken as 1-D slices of the 4-D arrays (contiguous: the loops vectorise).
-    h: (>= rows read, >= OW) scratch."""
+
+    Shapes:
+      ytab = (iy0, iy1, ly0, ly1): (OH,) each  xtab = (ix0, ix1, lx0, lx1): (OW,) each
+      h: (>= rows read, >= OW) scratch
+    """
+    iy0, iy1, ly0, ly1 = ytab
+    ix0, ix1, lx0, lx1 = xtab
     OW = ix0.shape[0]
     ya, yb = iy0[oy0], iy1[oy1 - 1] + 1  # the source rows this band reads
     for y in range(ya, yb):
@@ -80,7 +86,7 @@ def upsample_bilinear_nchw(x, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, S, out):
         oy0, oy1 = s * OH // S, (s + 1) * OH // S
         if oy0 < oy1:
             h = np.empty((iy1[oy1 - 1] + 1 - iy0[oy0], OW), _F32)
-            resize_band(x, n, c, 0, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, oy0, oy1, h, out, c, 0)
+            resize_band(x, n, c, 0, (iy0, iy1, ly0, ly1), (ix0, ix1, lx0, lx1), oy0, oy1, h, out, c, 0)
 
 
 def resize_bands(NC: int, OH: int, T: int) -> int:

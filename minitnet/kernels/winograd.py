@@ -27,7 +27,7 @@ from numba import prange
 
 from minitnet.kernels.blas import sgemm_cm
 from minitnet.kernels.elementwise import act_row
-from minitnet.kernels.padded import band
+from minitnet.kernels.padded import task_band
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -148,7 +148,7 @@ def _at_cols(q0, q1, q2, q3, bias, n, orow):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def conv2d_nchwp_winograd(x, cx, U, b, res, cr, has_res, act, out, co, nb, tmp, V, Mw, T):
+def conv2d_nchwp_winograd(x, cx, U, b, res, cr, has_res, act, out, co, nb, scratch, T):
     """3x3 stride-1 padding-1 conv by F(2x2, 3x3), fused epilogue, parallel over bands of tile rows.
 
     out[n, co+o] = act(conv3x3(x[n, cx:cx+C_in], w)[o] + b[o] + res[n, cr+o]).
@@ -156,17 +156,17 @@ def conv2d_nchwp_winograd(x, cx, U, b, res, cr, has_res, act, out, co, nb, tmp, 
     Shapes:
       x: (N, >= cx+C_in, H+2, W+2)  U: (16, C_out, C_in) = winograd_weights(w)  b: (C_out,)
       res: (N, >= cr+C_out, H+2, W+2) if has_res  out: (N, >= co+C_out, H+2, W+2)
-      tmp: (T, >= 4*(W+4))  V: (T, >= 16*C_in*tiles)  Mw: (T, >= 16*C_out*tiles),
+      scratch = (tmp, V, Mw): tmp (T, >= 4*(W+4)), V (T, >= 16*C_in*tiles), Mw (T, >= 16*C_out*tiles),
       tiles = ceil(ceil(H/2) / nb) * ceil(W/2)
     """
+    tmp, V, Mw = scratch
     N, H, W = x.shape[0], x.shape[2] - 2, x.shape[3] - 2
     _, C_out, C_in = U.shape
     TH, TW = (H + 1) // 2, (W + 1) // 2
     Uf = U.reshape(-1)
     for w in prange(T):
         for task in range(w, N * nb, T):
-            n = task // nb
-            ty0, ty1 = band(task % nb, nb, TH)
+            n, ty0, ty1 = task_band(task, nb, TH)
             nt = (ty1 - ty0) * TW
             v, m = V[w, :16 * C_in * nt], Mw[w, :16 * C_out * nt]
             tw = tmp[w, :4 * (W + 4)].reshape(4, W + 4)
