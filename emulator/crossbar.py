@@ -89,8 +89,8 @@ def program_tile(w, hw: HardwareConfig, rng: np.random.Generator, *,
     w_max: the weight mapped to g_max, in weight units; default ``max|w|`` (1.0 if w == 0).
         Weights beyond ±w_max are clipped.
     """
-    _check_hw(hw, "program_tile")
-    _check_rng(rng, "program_tile")
+    check_hw(hw, "program_tile")
+    check_rng(rng, "program_tile")
     w = np.asarray(w)
     if w.ndim != 2 or not (1 <= w.shape[0] <= hw.rows and 1 <= w.shape[1] <= hw.cols):
         raise ShapeError(f"program_tile: w.shape={w.shape}, expected 2-D (rows=inputs, "
@@ -172,8 +172,8 @@ def mvm(tile: ProgrammedTile, x, hw: HardwareConfig, rng: np.random.Generator,
     Shapes:
         x: (P, rows)  ->  out: (P, cols) float32, C-contiguous (allocated if None)
     """
-    _check_hw(hw, "mvm")
-    _check_rng(rng, "mvm")
+    check_hw(hw, "mvm")
+    check_rng(rng, "mvm")
     _check_same_device(tile.hw, hw)
     x = _as_batch(x, tile.rows, "mvm")
     shape = (x.shape[0], tile.cols)
@@ -213,13 +213,15 @@ def mvm(tile: ProgrammedTile, x, hw: HardwareConfig, rng: np.random.Generator,
 
 # --- checks and helpers ---------------------------------------------------------------
 
-def _check_hw(hw, where):
+def check_hw(hw, where):
+    """Raise ``ConfigError`` unless ``hw`` is a ``HardwareConfig`` (``where``: the caller, for the message)."""
     if not isinstance(hw, HardwareConfig):
         raise ConfigError(f"{where}: hw must be an emulator.HardwareConfig (e.g. "
                           f"emulator.preset('pcm')), got {type(hw).__name__}")
 
 
-def _check_rng(rng, where):
+def check_rng(rng, where):
+    """Raise ``TypeError`` unless ``rng`` is a ``numpy.random.Generator``."""
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"{where}: rng must be a numpy.random.Generator "
                         f"(np.random.default_rng(seed)), got {type(rng).__name__}")

@@ -25,7 +25,7 @@ import numpy as np
 from minitnet.metrics import CAMVID_CHANCE_MIOU, evaluate
 
 from .config import HardwareConfig
-from .mapping import Chip, program
+from .chip import Chip, program
 
 __all__ = ["ChipsEvaluation", "evaluate_chips", "chip_rngs", "is_deterministic", "plot_chips"]
 

@@ -18,9 +18,14 @@ import pytest
 
 import emulator
 from emulator import ConfigError, calibrate_tile, mvm, preset
-from emulator import kernels as K
-from emulator import mapping
-from emulator.mapping import CalibrationWarning, mapping_report
+from emulator import AnalogOptions, CalibrationWarning, mapping_report
+from emulator.analog import chunk_rows, dw_scratch, out_size, tap_chunk_rows
+from emulator.chip import Chip
+from emulator.depthwise import DepthwiseTiles, depthwise_tiles_nchw
+from emulator.adc import Epilogue
+from emulator.rng import word
+from emu_reference import (KeyedNormals, act, draws_block, normals_from_key, normals_of_words, patches, to_nchw,
+                           unfused_dense)
 from emulator.quantize import quant_step, quantize
 from emulator.tiles import plan_layer
 from minitnet import ItNetConfig
@@ -60,40 +65,6 @@ def assert_mean_std(sample, mean, std, what):
         f"{what}: std {sample.std():.5g}, expected {std:.5g} +- {tol_std:.3g} (4 sigma/sqrt(2n), n={n})")
 
 
-class KeyedNormals(np.random.Generator):
-    """A Generator whose ``standard_normal`` makes the chip's draws: one 64-bit key per call,
-    expanded by the kernels' generator column-major, returned in ``mvm``'s (P, cols) layout."""
-
-    def standard_normal(self, size=None, dtype=np.float64, out=None):
-        P, cols = size
-        z = np.empty(P * cols, np.float32)
-        K.normals_from_key(np.uint64(self.bit_generator.random_raw()), z)
-        return np.ascontiguousarray(z.reshape(cols, P).T, dtype=dtype)
-
-
-def patches(x, kh, kw, stride, padding, channels=None):
-    """Naive im2col: (N*OH*OW, C*KH*KW) with columns in (c, ky, kx) order, rows in (n, oy, ox) order."""
-    N, C, H, W = x.shape
-    channels = range(C) if channels is None else channels
-    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    OH = (H + 2 * padding - kh) // stride + 1
-    OW = (W + 2 * padding - kw) // stride + 1
-    cols = []
-    for c in channels:
-        for ky in range(kh):
-            for kx in range(kw):
-                cols.append(xp[:, c, ky:ky + stride * OH:stride, kx:kx + stride * OW:stride].reshape(-1))
-    return np.stack(cols, axis=1).astype(np.float32), OH, OW
-
-
-def to_nchw(y, N, OH, OW):
-    return y.reshape(N, OH, OW, -1).transpose(0, 3, 1, 2)
-
-
-def act(v, a):
-    return v if a == 0 else (np.maximum(v, 0) if a == 1 else np.clip(v, 0, 6))
-
-
 # --- ideal = the float engine -----------------------------------------------------------
 
 @pytest.mark.parametrize("cfg", [SHARED, INDEPENDENT], ids=["shared", "independent"])
@@ -114,13 +85,13 @@ def test_ideal_reproduces_float_engine(cfg, tiles, B, hw_size):
 
 @pytest.mark.parametrize("layer,a", [("stem2.conv", 1), ("bodies.0.brb.0.0.expand", 2),
                                      ("bodies.0.brb.0.0.project", 0), ("bodies.0.mix.0", 1)])
-def test_dense_layer_equals_tile_mvm(monkeypatch, layer, a):
+def test_dense_layer_equals_tile_mvm(layer, a):
     # stem2.conv (stride 2) and the 1x1 layers run im2col + sgemm, mix.0 (3x3, stride 1) the per-tap
     # products; with 16-row tiles its row pieces split channels between them (each its own DAC)
-    monkeypatch.setattr(mapping, "CHUNK_ELEMS", 1 << 30)  # one chunk: mvm draws per tile, so do we
     net = make_net()
     hw = preset("pcm", t_inference=3600.0, **SMALL)
-    chip = emulator.program(net, hw, rng(0), calibration=image())
+    chip = emulator.program(net, hw, rng(0), calibration=image(),
+                            options=AnalogOptions(chunk_elems=1 << 30))  # one chunk: mvm draws per tile, so do we
     pl = chip.layers[layer]
     lay = pl.layer
     x = np.abs(image(3, (1, lay.in_channels, 11, 14)))
@@ -138,7 +109,7 @@ def test_dense_layer_equals_tile_mvm(monkeypatch, layer, a):
     assert diff.max() <= step + 1e-5, f"{layer}: max |chip - mvm| = {diff.max():.3g} > one ADC step {step:.3g}"
 
 
-def test_depthwise_layer_equals_block_diagonal_tile_mvm(monkeypatch):
+def test_depthwise_layer_equals_block_diagonal_tile_mvm():
     # 27-row tiles hold 3 channels each: tile = block-diagonal (27, 3); a column sees its own 9 taps only
     net = make_net()
     hw = preset("pcm", t_inference=86400.0, rows=27, cols=12)
@@ -189,9 +160,9 @@ def test_depthwise_kernel_shapes_against_numpy(k, stride, padding, with_res, nb)
     zeros = np.zeros(C, np.float32)
     got = np.empty((N, C, OH, OW), np.float32)
     res = g.normal(0, 1, (N, C, OH, OW)).astype(np.float32) if with_res else np.zeros((1, 1, 1, 1), np.float32)
-    K.depthwise_tiles_nchw(x, 127, in_step, in_bound, w, rv, True, keys, kbase, True, zeros, zeros, 127, out_step,
-                           out_bound, scale, b, res, with_res, 2, k, k, stride, padding,
-                           nb, mapping._dw_scratch(x, padding), got)  # nb bands of output rows per image
+    cp = np.stack([zeros, zeros, out_step, out_bound, scale, in_step, in_bound], axis=1)  # adc.TF_*, then the DAC
+    depthwise_tiles_nchw(x, (k, k, stride, padding), DepthwiseTiles(127, w, rv, cp, True, True), keys, kbase,
+                         Epilogue(127, b, res, with_res, 2), nb, dw_scratch(x, padding), got)  # nb bands per image
     xq = np.clip(np.clip(np.rint(x / 0.02), -127, 127) * np.float32(0.02), -2, 2).astype(np.float32)
     xp = np.pad(xq, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     a = np.zeros((N, C, OH, OW), np.float64)
@@ -203,7 +174,7 @@ def test_depthwise_kernel_shapes_against_numpy(k, stride, padding, with_res, nb)
             v += patch ** 2 * rv[None, :, ky * k + kx, None, None]
     z = np.empty((C, N * OH * OW), np.float32)
     for c in range(C):
-        K.normals_from_key(keys[c], z[c])
+        normals_from_key(keys[c], z[c])
     a += z.reshape(C, N, OH, OW).transpose(1, 0, 2, 3) * np.sqrt(v)
     ref = np.clip(np.clip(np.rint(a / 0.05), -127, 127) * 0.05, -4, 4) * 1.5 + b[None, :, None, None]
     ref = np.clip(ref + (res if with_res else 0), 0, 6)  # the residual before the act
@@ -212,52 +183,28 @@ def test_depthwise_kernel_shapes_against_numpy(k, stride, padding, with_res, nb)
     assert np.mean(diff > 1e-4) <= 0.01 and diff.max() <= 0.075 + 1e-4, f"k={k} stride={stride}: {diff.max():.3g}"
 
 
-def _unfused_dense(chip, name, x, rng, act, residual):
-    """The dense pipeline stage by stage, one chunk of all pixels: im2col + DAC, np.dot per tile
-    (and for x**2 @ read_var), ``noise_adc_accumulate`` per tile, then ``epilogue_nchw``."""
-    pl, pk = chip.layers[name], chip._pack_of(name)
-    lay = pl.layer
-    kh, kw = lay.kernel_size
-    OH, OW = mapping._out_size(lay, x)
-    rows, M = pk.row_step.shape[0], OH * OW
-    col, sq = np.empty((rows, M), np.float32), np.empty((rows, M), np.float32)
-    K.im2col_dac_nchw(x, 0, kh, kw, lay.stride, lay.padding, 0, OH, pk.in_L, pk.row_step, pk.row_bound, col, True, sq)
-    acc = np.empty((lay.out_channels, M), np.float32)
-    for t in pk.tiles:
-        y = np.dot(t.wT, col[t.row0:t.row1])
-        var = y if t.rvT is None else np.dot(t.rvT, sq[t.row0:t.row1])
-        key = mapping.draw_key(rng) if t.has_z else np.uint64(0)
-        K.noise_adc_accumulate(y, var, t.rvT is not None, key, t.has_z, t.adc_std, t.adc_var,
-                               pk.out_L, t.out_step, t.out_bound, t.scale, t.accumulate, acc[t.col0:t.col1])
-    out = np.empty((1, lay.out_channels, OH, OW), np.float32)
-    res = residual if residual is not None else np.zeros((1, 1, 1, 1), np.float32)
-    K.epilogue_nchw(acc, pl.bias, res, residual is not None, act, 0, 0, out)
-    return out
-
-
 @pytest.mark.parametrize("layer,a,with_res,chunk", [
     ("stem2.conv", 1, False, 700), ("bodies.0.brb.0.0.expand", 2, False, 50),
     ("bodies.0.brb.0.0.project", 0, True, 100), ("bodies.0.brb.0.0.project", 0, True, 1 << 30),
     ("bodies.0.mix.0", 1, True, 30), ("bodies.0.mix.0", 2, False, 1 << 30)])
-def test_fused_dense_kernel_equals_unfused_pipeline(monkeypatch, layer, a, with_res, chunk):
+def test_fused_dense_kernel_equals_unfused_pipeline(layer, a, with_res, chunk):
     # conv_dense_tiles_nchw (chunks of a few output rows, sgemm, rows squared in place, fused
     # epilogue into out) and, for mix.0, conv_dense_taps_nchw (per-tap sgemm on padded DAC planes)
     # = the stages run one by one on a single chunk (im2col) with the same draws
-    monkeypatch.setattr(mapping, "CHUNK_ELEMS", chunk)
-    monkeypatch.setattr(mapping, "TAP_CHUNK_PIXELS", chunk)
     net = make_net()
     hw = preset("pcm", t_inference=3600.0, **SMALL)
-    chip = emulator.program(net, hw, rng(0), calibration=image())
+    chip = emulator.program(net, hw, rng(0), calibration=image(),
+                            options=AnalogOptions(chunk_elems=chunk, tap_chunk_pixels=chunk))
     pl = chip.layers[layer]
     lay = pl.layer
     x = np.abs(image(3, (1, lay.in_channels, 13, 10)))
-    OH, OW = mapping._out_size(lay, x)
+    OH, OW = out_size(lay, x)
     res = image(4, (1, lay.out_channels, OH, OW)) if with_res else None
     got = chip.conv(layer, x, rng(7), act=a, residual=res)
-    ref = _unfused_dense(chip, layer, x, rng(7), a, res)
-    pk = chip._pack_of(layer)
+    ref = unfused_dense(chip, layer, x, rng(7), a, res)
+    pk = chip.pack(layer)
     assert (pk.taps is not None) == (layer == "bodies.0.mix.0"), "the per-tap path runs the stride-1 3x3 layers"
-    rows = mapping._tap_chunk_rows(x.shape[3] + 2 * lay.padding, OH) if pk.taps else mapping._chunk_rows(pk, OH, OW)
+    rows = tap_chunk_rows(x.shape[3] + 2 * lay.padding, OH, chunk) if pk.taps else chunk_rows(pk, OH, OW, chunk)
     assert rows < OH or chunk > 1 << 20, "test needs several chunks"
     # BLAS may sum a product of another shape in another order: a rare value may cross an ADC level
     step = max(quant_step(8, t.out_bound) * t.out_scale for t in pl.tiles) * len(pl.plan.row_splits)
@@ -332,13 +279,13 @@ def test_read_and_adc_noise_match_stated_std(layer):
 
 def K_normals(u):
     out = np.empty(u.size, np.float32)
-    K.normals_of_words(np.ascontiguousarray(u, np.uint32), out)
+    normals_of_words(np.ascontiguousarray(u, np.uint32), out)
     return out
 
 
 def test_normal_draws():
     z = np.empty(2_000_000, np.float32)
-    K.normals_from_key(np.uint64(12345), z)
+    normals_from_key(np.uint64(12345), z)
     assert_mean_std(z, 0.0, 1.0, "kernel normals")
     n = z.size
     for k, p in ((1.0, 0.31731), (2.0, 0.04550), (3.0, 0.0026998)):  # two-sided tail probabilities
@@ -355,17 +302,17 @@ def test_normal_draws():
     u = np.concatenate([np.arange(1 << 16), (1 << 32) - 1 - np.arange(1 << 16), g.integers(0, 1 << 32, 1 << 20),
                         np.arange(0, 1 << 32, 4099), (1 << 31) + np.arange(-(1 << 16), 1 << 16)]).astype(np.uint32)
     got = np.empty(u.size, np.float32)
-    K.normals_of_words(u, got)
+    normals_of_words(u, got)
     exact = -ndtri(((u & 0x7FFFFFFF).astype(np.float64) + 0.5) / 2**32) * np.where(u >> 31, 1.0, -1.0)
     err = np.abs(got - exact)
     assert err.max() <= 1e-6, f"max |z - Phi^-1(p)| = {err.max():.3g} at u = {u[err.argmax()]}"
     np.testing.assert_array_equal(got[u >> 31 == 1], -K_normals(u[u >> 31 == 1] & 0x7FFFFFFF), "symmetric")
     # the block generator (two words per hash, any first index) = the word-by-word transform
-    words = np.array([K.word(np.uint64(12345), i) for i in range(5001)], np.uint32)
+    words = np.array([word(np.uint64(12345), i) for i in range(5001)], np.uint32)
     one = K_normals(words)
     np.testing.assert_array_equal(z[:words.size], one)
     odd = np.empty(777, np.float32)
-    K.draws_block(np.uint64(12345), 3, odd)  # an odd first index, an odd length
+    draws_block(np.uint64(12345), 3, odd)  # an odd first index, an odd length
     np.testing.assert_array_equal(odd, one[3:780])
 
 
@@ -445,7 +392,7 @@ def test_recycled_buffers_never_touch_arrays_the_caller_holds():
         assert not np.shares_memory(a, b) and not np.shares_memory(a, o)
     del first, again, other
     reused = [lg for _, lg, _ in chip.run(x, rng(1))]
-    assert any(any(r is p for p in chip._pool.free[r.shape]) for r in reused), "dropped logits are recycled"
+    assert any(any(r is p for p in chip.pool.free[r.shape]) for r in reused), "dropped logits are recycled"
     for r, k in zip(reused, kept):
         np.testing.assert_array_equal(r, k)
 
@@ -486,13 +433,13 @@ def test_shared_block_programmed_once_independent_bodies_drawn_apart(monkeypatch
     chip_s = emulator.program(net_s, preset("ideal", **FIXED_PATTERN), rng(0))
     assert not any(k.startswith("bodies.1.") for k in chip_s.layers)
     used = []
-    orig = mapping.Chip._conv
+    orig = Chip.run_conv
 
     def spy(self, name, *args):
         used.append((name, id(self.layers[name])))
         return orig(self, name, *args)
 
-    monkeypatch.setattr(mapping.Chip, "_conv", spy)
+    monkeypatch.setattr(Chip, "run_conv", spy)
     list(chip_s.run(image(), rng(1), reference=False))
     runs = [u for u in used if u[0] == "bodies.0.brb.0.0.expand"]
     assert len(runs) == SHARED.iterations and len(set(runs)) == 1

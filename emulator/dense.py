@@ -1,0 +1,262 @@
+"""Numba kernels of a dense conv on its tiles: the whole layer in one call.
+
+Two paths to the same tile products: ``conv_dense_tiles_nchw`` unfolds chunks of output rows
+(im2col through the DAC) for one sgemm per tile, and ``conv_dense_taps_nchw`` (stride 1,
+kernels over 1x1: no KH*KW-fold unfolded copy) quantises zero-padded input planes once per
+row piece and sums one sgemm per tap. Both end in ``adc.tile_epilogue``. Parallel loops
+(``prange``) run over an outer independent axis only: rows of the unfolded input, plane
+rows, chunks of output rows (each worker unfolds, multiplies and writes its own rows).
+
+The sgemm calls are the engine's ``minitnet.kernels.blas.sgemm_cm`` (numba's helper for
+SciPy's cython_blas), made from the workers: BLAS must run single-threaded meanwhile
+(``emulator.analog.blas_for_workers``; a multi-threaded OpenBLAS spinning next to numba's
+workers is far slower).
+
+Arguments come packed (``emulator.packs`` builds them): ``conv = (KH, KW, stride, padding)``;
+``dac = (in_L, row_step, row_bound)``, the DAC of every weight row (that of the row piece
+holding it; L = 0: no quantisation, bound = inf: no clip); ``DenseTiles(ti, tf, w, rv)``, the
+tables of ``emulator.adc`` with every tile's ``w_eff.T`` (cols, rows) at ``w[w_off:]`` and its
+``read_var.T`` at ``rv[w_off:]``; ``TapTiles``, the per-tap layout; ``adc.Epilogue`` with a flat
+residual.
+"""
+
+from collections import namedtuple
+
+import numba
+import numpy as np
+from numba import prange
+
+from minitnet.kernels.blas import sgemm_cm
+from minitnet.kernels.conv import valid_range
+
+from .adc import quantise, tile_epilogue
+
+__all__ = ["DenseTiles", "TapTiles", "im2col_dac_nchw", "conv_dense_tiles_nchw", "conv_dense_taps_nchw"]
+
+#: A dense layer's tiles in plan order (row pieces ascending): tables and flat weights.
+DenseTiles = namedtuple("DenseTiles", ["ti", "tf", "w", "rv"])
+#: A stride-1 dense layer as per-tap products (see ``conv_dense_taps_nchw``): plane-buffer rows
+#: (input channel, row piece), each row piece's DAC (step, bound), tt (tiles, KH*KW, 4) =
+#: (a_k, b_k, weight offset, plane row of channel a_k), and the tiles' tables.
+TapTiles = namedtuple("TapTiles", ["in_L", "plane_ch", "plane_piece", "piece_dac", "ti", "tf", "tt", "w", "rv",
+                                   "has_var"])
+
+_ZERO = np.float32(0.0)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def im2col_row(x, n, conv, oy0, oy1, dac, col, r):
+    """Row r of ``im2col_dac_nchw``'s col."""
+    KH, KW, stride, padding = conv
+    L, s, bnd = dac[0], dac[1][r], dac[2][r]
+    H, W = x.shape[2], x.shape[3]
+    OW = col.shape[1] // (oy1 - oy0)
+    ci, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
+    ox0, ox1 = valid_range(kx, padding, stride, W, OW)
+    for oy in range(oy0, oy1):
+        dst = col[r, (oy - oy0) * OW:(oy - oy0 + 1) * OW]  # seek to col[r, oy - oy0, :]
+        iy = oy * stride + ky - padding
+        if iy < 0 or iy >= H:
+            dst[:] = _ZERO
+        else:
+            dst[:ox0] = _ZERO
+            dst[ox1:] = _ZERO
+            d = dst[ox0:ox1]
+            src = x[n, ci, iy, ox0 * stride + kx - padding:]  # 0-based loops: no wraparound checks
+            if stride == 1:
+                for i in range(d.shape[0]):
+                    d[i] = quantise(src[i], L, s, bnd)
+            else:
+                for i in range(d.shape[0]):
+                    d[i] = quantise(src[i * stride], L, s, bnd)
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def im2col_dac_nchw(x, n, conv, oy0, oy1, dac, col):
+    """Unfold output rows [oy0, oy1) of image n into columns, through each row's DAC.
+
+    col[(ci*KH + ky)*KW + kx, (oy - oy0)*OW + ox] = quantise(x[n, ci, iy, ix]; L, step[r], bound[r])
+    with iy = oy*stride + ky - padding, ix = ox*stride + kx - padding, and 0 in the padding.
+    Row order (c_in, ky, kx) = ``w.reshape(C_out, -1)``. ``minitnet.kernels.conv.im2col_nchw``
+    is the float engine's unfold; this one quantises each value as it copies it (the DAC of
+    the row piece), which the dense path needs in the same pass.
+
+    Shapes:
+      x: (N, C_in, H, W)  dac[1], dac[2]: (C_in*KH*KW,)  col: (C_in*KH*KW, (oy1 - oy0)*OW)
+    """
+    for r in prange(col.shape[0]):
+        im2col_row(x, n, conv, oy0, oy1, dac, col, r)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def sgemm_rm(M, N, K, a, a_off, lda, b, b_off, ldb, c, c_off, ldc, beta):
+    """Row-major ``C = A @ B + beta*C`` on flat float32 arrays with leading dimensions (BLAS sgemm):
+    A (M, K) is a[a_off + i*lda + p], B (K, N) is b[b_off + p*ldb + j], C (M, N) is
+    c[c_off + i*ldc + j]. Row-major C = A B is column-major C^T = B^T A^T: the engine's ``sgemm_cm``."""
+    sgemm_cm(N, M, K, b, b_off, ldb, a, a_off, lda, beta, c, c_off, ldc)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _tile_product(tr, w, cf, m, dst):
+    """dst[col0:col1 rows] = w_t (cols, rows of the piece) @ cf[rows row0..row1) (rows, m), for tile row tr."""
+    r0, k, c0, cols = tr[0], tr[1] - tr[0], tr[2], tr[3] - tr[2]
+    sgemm_rm(cols, m, k, w, tr[4], k, cf, r0 * m, m, dst, c0 * m, m, 0.0)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _square_rows(a, r0, r1, m):
+    """a[r, :m] = a[r, :m]**2 in place for rows r0..r1-1 of the (rows, m) matrix in flat ``a``."""
+    for r in range(r0, r1):
+        v = a[r * m:(r + 1) * m]
+        for j in range(m):
+            v[j] = v[j] * v[j]
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _piece_end(ti, t0):
+    """One past the last tile of the row piece that starts at tile t0 (tiles in plan order)."""
+    t1 = t0 + 1
+    while t1 < ti.shape[0] and ti[t1, 0] == ti[t0, 0]:
+        t1 += 1
+    return t1
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def conv_dense_tiles_nchw(x, conv, dac, tiles, keys, ep, R, scratch, out):
+    """A dense conv on its tiles, the whole layer in one call: for every chunk of R output rows,
+    im2col through each row piece's DAC, then per row piece one sgemm per tile (3. matmul),
+    the unfolded rows squared in place and one sgemm per tile for the read-noise variance
+    ``x**2 @ read_var``, and ``adc.tile_epilogue`` (4-6 and the digital sums) into ``out``.
+    Chunks are the parallel axis. Results do not depend on R or the thread count (the draws
+    are indexed by pixel, the sums are per chunk).
+
+    Shapes:
+      x: (N, C_in, H, W)  keys: (tiles,) uint64 (one per tile that draws)
+      scratch: (threads, (rows + 2*C_out) * R*OW) (one row per worker)  out: (N, C_out, OH, OW)
+    """
+    N, C_out, OH, OW = out.shape
+    rows, ti = dac[1].shape[0], tiles.ti
+    nch = (OH + R - 1) // R
+    of = out.reshape(out.size)
+    for job in prange(N * nch):
+        n, oy0 = job // nch, (job % nch) * R
+        oy1 = min(oy0 + R, OH)
+        m = (oy1 - oy0) * OW
+        mine = scratch[numba.get_thread_id()]  # this worker's buffers: no allocation per chunk
+        col = mine[:rows * m].reshape(rows, m)
+        y = mine[rows * m:(rows + C_out) * m]
+        var = mine[(rows + C_out) * m:(rows + 2 * C_out) * m]
+        for r in range(rows):
+            im2col_row(x, n, conv, oy0, oy1, dac, col, r)
+        cf = col.reshape(rows * m)
+        chunk = (m, OW, OW, (n * OH + oy0) * OW, N * OH * OW, n * C_out * OH * OW + oy0 * OW, OH * OW)
+        t0 = 0
+        while t0 < ti.shape[0]:  # one row piece: its tiles t0..t1-1
+            t1 = _piece_end(ti, t0)
+            sq = False
+            for t in range(t0, t1):
+                _tile_product(ti[t], tiles.w, cf, m, y)
+                sq |= (ti[t, 7] & 1) != 0
+            if sq:
+                _square_rows(cf, ti[t0, 0], ti[t0, 1], m)
+            for t in range(t0, t1):
+                if (ti[t, 7] & 1) != 0:
+                    _tile_product(ti[t], tiles.rv, cf, m, var)
+                tile_epilogue(y, var, ti[t], tiles.tf[t], keys[t], chunk, ep, of)
+            t0 = t1
+
+
+# --- the dense conv without im2col (stride 1): per-tap products on padded DAC planes -----------
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def dac_pad_planes(x, n, padding, taps, planes, sq):
+    """Every plane-buffer row through its row piece's DAC, zero-padded for the per-tap products.
+
+    planes[r] = the (H + 2*padding) x (W + 2*padding) zero-padded plane of channel plane_ch[r]
+    of image n, quantise(.; L, step, bound) with (step, bound) = piece_dac[plane_piece[r]],
+    flattened row by row, then zeros up to the row's end (the reads past the last row of
+    the products' discarded pad columns). A channel split between two row pieces has a row
+    per piece (each piece its own DAC). With read noise (``taps.has_var``) also sq = planes**2.
+
+    Shapes:
+      x: (N, C_in, H, W)  planes, sq: (rows, S) with S >= (H + 2*padding) * (W + 2*padding)
+    """
+    H, W = x.shape[2], x.shape[3]
+    Wp = W + 2 * padding
+    S = planes.shape[1]
+    for r in prange(planes.shape[0]):
+        c, p = taps.plane_ch[r], taps.plane_piece[r]
+        s, bnd = taps.piece_dac[p, 0], taps.piece_dac[p, 1]
+        dst = planes[r]
+        dst[:padding * Wp] = _ZERO
+        for iy in range(H):
+            row = dst[(iy + padding) * Wp:(iy + padding + 1) * Wp]
+            row[:padding] = _ZERO
+            row[padding + W:] = _ZERO
+            src = x[n, c, iy]
+            d = row[padding:padding + W]
+            for i in range(W):
+                d[i] = quantise(src[i], taps.in_L, s, bnd)
+        dst[(H + padding) * Wp:] = _ZERO
+        if taps.has_var:
+            q = sq[r]
+            for i in range(S):
+                q[i] = dst[i] * dst[i]
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _tap_products(tt, tr, w, pf, S, Wp, KW, oy0, m, dst):
+    """One tile's product for a chunk as the sum of one sgemm per tap k: its weights
+    (cols x (b_k - a_k)) at w[tt[k, 2]:] times the plane rows of channels a_k..b_k shifted to
+    tap k = (k // KW, k % KW), read from the flat planes ``pf`` (rows S apart)."""
+    c0, cols = tr[2], tr[3] - tr[2]
+    beta = 0.0
+    for k in range(tt.shape[0]):
+        a, bb, woff, brow = tt[k, 0], tt[k, 1], tt[k, 2], tt[k, 3]
+        if bb <= a:
+            continue
+        off = brow * S + (oy0 + k // KW) * Wp + k % KW
+        sgemm_rm(cols, m, bb - a, w, woff, bb - a, pf, off, S, dst, c0 * m, m, beta)
+        beta = 1.0
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def conv_dense_taps_nchw(x, conv, taps, keys, ep, R, planes, sq, scratch, out):
+    """A stride-1 dense conv on its tiles without im2col: ``conv_dense_tiles_nchw``'s result from
+    per-tap products on zero-padded DAC planes (``dac_pad_planes``).
+
+    Row r = (c, ky, kx) of the weight matrix reads input channel c shifted by (ky, kx); with
+    the planes padded and flattened at width Wp = W + 2*padding, the inputs of tap k = (ky, kx)
+    for output rows oy0..oy1 are the contiguous run planes[., (oy0 + ky)*Wp + kx:][:R*Wp], so
+    tile t's product is the sum over its taps k of one sgemm
+    ``W_t,k (cols x n_k) @ planes[rows of channels a_k..b_k) (n_k x R*Wp)``,
+    the channels a_k..b_k of tap k in the tile's row piece; the read-noise variance likewise
+    from the squared planes. Each output row carries Wp - OW discarded columns. The DAC, the
+    draws, the ADC and the digital epilogue are those of ``conv_dense_tiles_nchw``; only the
+    order of the sums inside a tile differs (float32 rounding). Chunks of R output rows run
+    in parallel.
+
+    Shapes:
+      x: (N, C_in, H, W)  planes, sq: (plane rows, S)  scratch: (threads, 2*C_out*R*Wp)
+      out: (N, C_out, OH, OW) with OH = H + 2*padding - KH + 1 (stride 1)
+    """
+    N, C_out, OH, OW = out.shape
+    KW, padding = conv[1], conv[3]
+    Wp = x.shape[3] + 2 * padding
+    S, ti = planes.shape[1], taps.ti
+    nch = (OH + R - 1) // R
+    of = out.reshape(out.size)
+    pf, qf = planes.reshape(planes.size), sq.reshape(sq.size)
+    for n in range(N):
+        dac_pad_planes(x, n, padding, taps, planes, sq)
+        for ch in prange(nch):  # chunks are the parallel axis (BLAS single-threaded meanwhile)
+            oy0 = ch * R
+            m = min(R, OH - oy0) * Wp
+            mine = scratch[numba.get_thread_id()]  # this worker's buffers: no allocation per chunk
+            y, var = mine[:C_out * m], mine[C_out * m:2 * C_out * m]
+            chunk = (m, Wp, OW, (n * OH + oy0) * OW, N * OH * OW, n * C_out * OH * OW + oy0 * OW, OH * OW)
+            for t in range(ti.shape[0]):
+                _tap_products(taps.tt[t], ti[t], taps.w, pf, S, Wp, KW, oy0, m, y)  # the signal's taps
+                if (ti[t, 7] & 1) != 0:                                             # then the variance's
+                    _tap_products(taps.tt[t], ti[t], taps.rv, qf, S, Wp, KW, oy0, m, var)
+                tile_epilogue(y, var, ti[t], taps.tf[t], keys[t], chunk, ep, of)
