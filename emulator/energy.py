@@ -59,7 +59,7 @@ from .schedule import Schedule, rows_read
 from minitnet.graph import ACT_RELU, ACT_RELU6, op_spec
 
 __all__ = ["EnergyConfig", "ENERGY_PRESETS", "energy_preset", "RowWork", "row_work", "MappingEnergy",
-           "energy_of", "COMPONENTS"]
+           "energy_of", "energy_table", "plot_energy", "COMPONENTS"]
 
 COMPONENTS = ("dac", "array", "adc", "digital", "buffers", "static")
 
@@ -345,3 +345,54 @@ def energy_of(s: Schedule, hw, timing, energy: EnergyConfig, heads: tuple[int, .
     area = area_mm2(s, hw, timing, energy)
     return MappingEnergy(tuple(heads), outputs, float(E.sum() + static), t_frame, p_static, breakdown, by_kind,
                          by_block, int(macs), float(sum(area.values())), area)
+
+
+# --- reports -----------------------------------------------------------------------------------------
+def _label(name: str, replication: int) -> str:
+    return name if name != "replicated" else f"replicated r={replication}"
+
+
+def energy_table(energies: dict[str, MappingEnergy], replication: dict[str, int] | None = None,
+                 outputs: tuple[int, ...] | None = None) -> str:
+    """A text table per mapping: energy of some outputs (one frame alone) and per streamed frame
+    in microjoules, TOPS/W, area, and the share of each component in a streamed frame."""
+    heads = next(iter(energies.values())).heads
+    if outputs is None:
+        outputs = heads if len(heads) <= 4 else tuple(sorted({heads[0], *heads[5::5], heads[-1]}))
+    outputs = tuple(n for n in outputs if n in heads)
+    lines = ["  energy in uJ (outputs: one frame alone; frame: streamed); share of a frame in %",
+             f"  {'mapping':<16} " + " ".join(f"{'E' + str(n):>7}" for n in outputs)
+             + f" {'frame':>8} {'TOPS/W':>6} {'mm^2':>6}  " + " ".join(f"{c:>7}" for c in COMPONENTS)]
+    for name, e in energies.items():
+        label = _label(name, (replication or {}).get(name, 1))
+        shares = [100 * e.breakdown_pj[c] / e.frame_energy_pj for c in COMPONENTS]
+        lines.append(f"  {label:<16} " + " ".join(f"{e.output_energy_pj[heads.index(n)] / 1e6:>7.1f}"
+                                                  for n in outputs)
+                     + f" {e.frame_energy_pj / 1e6:>8.1f} {e.tops_per_w:>6.2f} {e.area_mm2:>6.2f}  "
+                     + " ".join(f"{v:>7.1f}" for v in shares))
+    return "\n".join(lines)
+
+
+def plot_energy(ax_out, ax_parts, energies: dict[str, MappingEnergy]) -> None:
+    """Two matplotlib panels: the energy of every output per mapping (uJ), and a streamed
+    frame's energy by component."""
+    colours = dict(zip(COMPONENTS, ("#4c72b0", "#8172b3", "#c44e52", "#55a868", "#ccb974", "#8c8c8c")))
+    for name, e in energies.items():
+        ax_out.plot(e.heads, np.array(e.output_energy_pj) / 1e6, "o-",
+                    label=f"{name}: frame {e.frame_energy_pj / 1e6:.0f} uJ, {e.tops_per_w:.1f} TOPS/W, "
+                          f"{e.area_mm2:.1f} mm^2")
+    ax_out.set_xlabel("output n")
+    ax_out.set_ylabel("energy until m_n (uJ)")
+    ax_out.set_title("energy of every anytime output, one frame alone (static over its latency)")
+    ax_out.legend()
+    ax_out.grid(alpha=0.3)
+    names = list(energies)
+    left = np.zeros(len(names))
+    for c in COMPONENTS:
+        v = np.array([energies[n].breakdown_pj[c] / 1e6 for n in names])
+        ax_parts.barh(names, v, left=left, color=colours[c], label=c)
+        left += v
+    ax_parts.invert_yaxis()
+    ax_parts.set_xlabel("energy of one streamed frame (uJ)")
+    ax_parts.set_title("where a streamed frame's energy goes")
+    ax_parts.legend(ncol=len(COMPONENTS), fontsize=8, loc="lower right")

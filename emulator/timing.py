@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import HardwareConfig
-from .energy import EnergyConfig, MappingEnergy, energy_of, row_work
+from .energy import EnergyConfig, MappingEnergy, energy_of, energy_table, plot_energy, row_work
 from .errors import ConfigError
 from .schedule import Dep, Op, Resource, Schedule, line_buffer_peaks, simulate
 from .tiles import plan_layer
@@ -500,25 +500,9 @@ class TimingReport:
         return "\n".join(lines)
 
     def energy_table(self, outputs: tuple[int, ...] | None = None) -> str:
-        """A text table: energy of some outputs (one frame alone) and per streamed frame, in
-        microjoules, TOPS/W, area, and where a streamed frame's energy goes (percent)."""
-        heads = next(iter(self.mappings.values())).heads
-        if outputs is None:
-            outputs = heads if len(heads) <= 4 else tuple(sorted({heads[0], *heads[5::5], heads[-1]}))
-        outputs = tuple(n for n in outputs if n in heads)
-        comps = ("dac", "array", "adc", "digital", "buffers", "static")
-        lines = ["  energy in uJ (outputs: one frame alone; frame: streamed); share of a frame in %",
-                 f"  {'mapping':<16} " + " ".join(f"{'E' + str(n):>7}" for n in outputs)
-                 + f" {'frame':>8} {'TOPS/W':>6} {'mm^2':>6}  " + " ".join(f"{c:>7}" for c in comps)]
-        for name, m in self.mappings.items():
-            e = m.energy
-            label = name if name != "replicated" else f"replicated r={m.mapping.replication}"
-            shares = [100 * e.breakdown_pj[c] / e.frame_energy_pj for c in comps]
-            lines.append(f"  {label:<16} " + " ".join(f"{e.output_energy_pj[heads.index(n)] / 1e6:>7.1f}"
-                                                      for n in outputs)
-                         + f" {e.frame_energy_pj / 1e6:>8.1f} {e.tops_per_w:>6.2f} {e.area_mm2:>6.2f}  "
-                         + " ".join(f"{v:>7.1f}" for v in shares))
-        return "\n".join(lines)
+        """Energy of some outputs and per frame, TOPS/W, area and shares (``energy.energy_table``)."""
+        return energy_table({k: m.energy for k, m in self.mappings.items()},
+                            {k: m.mapping.replication for k, m in self.mappings.items()}, outputs)
 
     def output_table(self) -> str:
         """Latency of every output per mapping, in Mcycles."""
@@ -546,21 +530,9 @@ def time_graph(graph, hw: HardwareConfig | None = None, timing: TimingConfig | N
                         {k: time_mapping(graph, hw, timing, m, frames, energy) for k, m in maps.items()}, energy)
 
 
-def plot(report: TimingReport, path) -> None:
-    """Tile activity over time (one panel per mapping, one line per resource with tiles,
-    coloured by iteration) and the latency of every output; saved to ``path`` (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.collections import LineCollection
-    except ImportError:
-        raise ConfigError("plot: matplotlib is not installed (pip install matplotlib)") from None
-    names = list(report.mappings)
-    N = report.config.iterations
-    fig, axes = plt.subplots(len(names) + 1, 1, figsize=(11, 3.2 * (len(names) + 1)), constrained_layout=True)
-    cmap = plt.get_cmap("viridis")
+def _plot_activity(ax, name: str, m: MappingTiming, N: int, cmap) -> None:
+    """One mapping's tile activity of one frame: a line per tile group, coloured by iteration."""
+    from matplotlib.collections import LineCollection
 
     def colour(op):
         if op.block == "data":
@@ -569,36 +541,53 @@ def plot(report: TimingReport, path) -> None:
             return (0.85, 0.2, 0.2, 1.0)
         return cmap((op.n - 1) / max(N - 1, 1))
 
+    s = m.schedule
+    tiled = [k for k, r in enumerate(s.resources) if r.tiles > 0]
+    ypos = {k: y for y, k in enumerate(tiled)}
+    segs, cols = [], []
+    for i, op in enumerate(s.ops):
+        if op.row_mvms == 0:
+            continue
+        st, en, rs = s.start[i], s.end[i], s.resource[i]
+        for k in np.unique(rs):
+            sel = rs == k
+            a, b = st[sel], en[sel]
+            brk = np.nonzero(a[1:] != b[:-1])[0] + 1  # merge back-to-back rows
+            for lo, hi in zip(np.r_[0, brk], np.r_[brk, len(a)]):
+                y = ypos[int(k)]
+                segs.append([(a[lo] / 1e6, y), (b[hi - 1] / 1e6, y)])
+                cols.append(colour(op))
+    ax.add_collection(LineCollection(segs, colors=cols, linewidths=max(0.5, min(4.0, 300 / len(tiled)))))
+    ax.set_xlim(0, s.makespan / 1e6 * 1.02)
+    ax.set_ylim(-1, len(tiled))
+    ax.invert_yaxis()
+    label = name if name != "replicated" else f"replicated r={m.mapping.replication}"
+    ax.set_title(f"{label}: {m.tiles} tiles, one frame; grey data block, colour iteration 1..{N}, red heads")
+    ax.set_ylabel(f"tile groups ({len(tiled)})")
+    ax.set_xlabel("Mcycles")
+    if len(tiled) <= 40:
+        ax.set_yticks(range(len(tiled)))
+        ax.set_yticklabels([s.resources[k].name for k in tiled], fontsize=6)
+
+
+def plot(report: TimingReport, path) -> None:
+    """Tile activity over time (one panel per mapping, one line per resource with tiles,
+    coloured by iteration), the latency and the energy of every output, and where a
+    frame's energy goes; saved to ``path`` (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plot: matplotlib is not installed (pip install matplotlib)") from None
+    names = list(report.mappings)
+    rows = len(names) + 3
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 3.2 * rows), constrained_layout=True)
+    cmap = plt.get_cmap("viridis")
     for ax, name in zip(axes, names):
-        m = report.mappings[name]
-        s = m.schedule
-        tiled = [k for k, r in enumerate(s.resources) if r.tiles > 0]
-        ypos = {k: y for y, k in enumerate(tiled)}
-        segs, cols = [], []
-        for i, op in enumerate(s.ops):
-            if op.row_mvms == 0:
-                continue
-            st, en, rs = s.start[i], s.end[i], s.resource[i]
-            for k in np.unique(rs):
-                sel = rs == k
-                a, b = st[sel], en[sel]
-                brk = np.nonzero(a[1:] != b[:-1])[0] + 1  # merge back-to-back rows
-                for lo, hi in zip(np.r_[0, brk], np.r_[brk, len(a)]):
-                    y = ypos[int(k)]
-                    segs.append([(a[lo] / 1e6, y), (b[hi - 1] / 1e6, y)])
-                    cols.append(colour(op))
-        ax.add_collection(LineCollection(segs, colors=cols, linewidths=max(0.5, min(4.0, 300 / len(tiled)))))
-        ax.set_xlim(0, s.makespan / 1e6 * 1.02)
-        ax.set_ylim(-1, len(tiled))
-        ax.invert_yaxis()
-        label = name if name != "replicated" else f"replicated r={m.mapping.replication}"
-        ax.set_title(f"{label}: {m.tiles} tiles, one frame; grey data block, colour iteration 1..{N}, red heads")
-        ax.set_ylabel(f"tile groups ({len(tiled)})")
-        ax.set_xlabel("Mcycles")
-        if len(tiled) <= 40:
-            ax.set_yticks(range(len(tiled)))
-            ax.set_yticklabels([s.resources[k].name for k in tiled], fontsize=6)
-    ax = axes[-1]
+        _plot_activity(ax, name, report.mappings[name], report.config.iterations, cmap)
+    ax = axes[len(names)]
     for name in names:
         m = report.mappings[name]
         ax.plot(m.heads, np.array(m.output_latency_cycles) / 1e6, "o-", label=name)
@@ -607,5 +596,6 @@ def plot(report: TimingReport, path) -> None:
     ax.set_title(f"anytime latency ({report.timing.clock_hz / 1e9:g} GHz clock: Mcycles = ms)")
     ax.legend()
     ax.grid(alpha=0.3)
+    plot_energy(axes[-2], axes[-1], {k: m.energy for k, m in report.mappings.items()})
     fig.savefig(path, dpi=120)
     plt.close(fig)
