@@ -179,8 +179,7 @@ class Setting:
     def name(self) -> str:
         if self.label:
             return self.label
-        over = ", ".join(f"{k}={v}" for k, v in self.overrides)
-        return f"{self.preset}" + (f" ({over})" if over else "")
+        return " ".join([self.preset] + [f"{k}={_fmt(v)}" for k, v in self.overrides])
 
 
 def grid(preset_name: str, sets: Mapping[str, Sequence] | None = None, chips: int = 1) -> list[Setting]:
@@ -436,11 +435,11 @@ def evaluate_chunk(weights: bytes, weights_sha: str, hw: HardwareConfig | None, 
             if _CHIP[0] is not None and _CHIP[0][0] == ident:
                 chip = _CHIP[0][1]
             else:
-                import emulator
+                from . import program
 
                 _CHIP[0] = None
                 calib = [_decode(c, read_image) for c in calibration]
-                chip = emulator.program(net, hw, _rng(seed, 0), calibration=calib)
+                chip = program(net, hw, _rng(seed, 0), calibration=calib)
                 _CHIP[0] = (ident, chip)
         for i, img_src, lab_src in items:
             img, lab = _decode(img_src, read_image), _decode(lab_src, read_label)
@@ -761,7 +760,7 @@ def json_rows(p: _Plan, table) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 def _fmt(v) -> str:
     if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v)) if abs(v) >= 1 or v == 0 else f"{v:g}"
+        return str(int(v))
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
@@ -771,9 +770,12 @@ def summary(res: SweepResult) -> str:
     t = res.table
     if not len(t):
         return "no rows"
+    groups = list(t.groupby(["weights", "setting"], sort=False))
+    ww = max(7, *(len(Path(w).name) for (w, _), _ in groups))
+    sw = max(7, *(len(s) for (_, s), _ in groups))
     lines = [f"{res.cells} cells ({res.cells_run} run now, {res.tasks_run} tasks); mIoU (%) mean ± std over chips",
-             "", f"{'weights':<28} {'setting':<40} {'chips':>5} {'first':>13} {'last':>13} {'best (output)':>18}"]
-    for (w, s), g in t.groupby(["weights", "setting"], sort=False):
+             "", f"{'weights':<{ww}} {'setting':<{sw}} {'chips':>5} {'first':>13} {'last':>13} {'best (output)':>18}"]
+    for (w, s), g in groups:
         per = g.groupby("output", sort=True)["miou"]
         mean, std = per.mean() * 100, per.std(ddof=1).fillna(0.0) * 100
         chips = g["chip"].nunique()
@@ -782,7 +784,7 @@ def summary(res: SweepResult) -> str:
         def cell(o):
             return f"{mean[o]:6.2f} ± {std[o]:4.2f}" if chips > 1 else f"{mean[o]:6.2f}       "
 
-        lines.append(f"{Path(w).name[:28]:<28} {s[:40]:<40} {chips:>5} {cell(mean.index[0]):>13} "
+        lines.append(f"{Path(w).name:<{ww}} {s:<{sw}} {chips:>5} {cell(mean.index[0]):>13} "
                      f"{cell(mean.index[-1]):>13} {cell(best):>13} ({best})")
     return "\n".join(lines)
 

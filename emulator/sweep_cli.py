@@ -137,7 +137,7 @@ def run(args) -> int:
         sweep.plot_sweep(res, args.plot, title=f"{args.preset}: {args.split} split of {args.data_dir}, "
                                                f"{args.chips} chip(s) per setting")
     if args.json:
-        json.dump({"rows": res.json_rows}, sys.stdout, indent=1)
+        json.dump({"rows": res.json_rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     print(sweep.summary(res))

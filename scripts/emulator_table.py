@@ -1,21 +1,27 @@
-"""The drift/precision table of emulator/README.md: mIoU of every output on emulated chips.
+"""The drift/precision table of emulator/README.md: one sweep (``emulator.sweep``) of these settings.
 
-    python scripts/emulator_table.py CamVid --chips 5 --out emulator/table.md
+    python scripts/emulator_table.py CamVid --chips 3 --ablations --results table.parquet \\
+        --out table.md --json table.json --plot docs/img/emulator-table.png [--workers W | --scheduler ADDR]
 
-For each weights file (default: the shipped shared f=51 and independent f=29 CamVid
-models, whichever exist) and each hardware setting
+The settings (``SETTINGS``, ``ABLATIONS``) are sweep specs: labelled ``emulator.sweep.Setting``s,
+evaluated for every weights file (default: the shipped shared f=51 and independent f=29 CamVid
+models, whichever exist) in one ``run_sweep`` on Dask, like ``minitnet sweep`` (whose grid is
+one preset with ``--set`` lists; this table mixes presets):
 
     float       the float engine
     ideal       tiles with unlimited precision and no noise (must equal float)
     8-bit       8-bit weights, DAC and ADC, no noise
     PCM t=0     the pcm preset (PCM device model, 8-bit DAC/ADC, ADC noise, drift compensation)
                 right after programming, then after 1 hour and 1 day of drift
+                (alone, these three are `minitnet sweep DATA --preset pcm --set t_inference=0,3600,86400`)
     --ablations PCM t=0 with one part of the model off: programming noise, read noise, ADC noise
 
-it prints (and with --out writes) a markdown table of the mIoU (%) of every output on a
-SegNet-layout split: mean +- std over --chips chips (one programming draw each; noise-free
-settings need one chip). Chips are calibrated on the first --calibration-images images of
-the split (activation ranges only). Same --seed, same table.
+It prints (and with --out writes) a markdown table of the mIoU (%) of every output on a
+SegNet-layout split: mean +- std over --chips chips (noise-free settings need one chip). Chips
+are calibrated on the first --calibration-images images of the split (activation ranges only).
+Seeds as in ``emulator.sweep`` (base seed, weights content, setting, chip): same --seed, same
+table, whatever the workers. --results keeps the sweep's tidy table: a rerun with the same file
+runs only what is missing.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +63,19 @@ def parse_args(argv=None):
     p.add_argument("--outputs", default="all", help="columns: all, or a comma list of outputs like 1,4,8,16")
     p.add_argument("--out", default=None, metavar="FILE.md", help="also write the markdown table here")
     p.add_argument("--json", default=None, metavar="FILE.json", help="also write every number as JSON")
+    p.add_argument("--results", default=None, metavar="FILE.parquet",
+                   help="the sweep's tidy table (.parquet or .csv); a rerun with the same file resumes")
     p.add_argument("--ablations", action="store_true",
                    help="also PCM at t=0 without programming noise, without read noise, without ADC noise")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also draw every setting's anytime curve, one panel per weights file")
     p.add_argument("--from-json", default=None, metavar="FILE.json",
                    help="no evaluation: draw --plot from the record an earlier run wrote with --json")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=None, metavar="W",
+                   help="local Dask cluster of W one-thread processes (default: one per core; 0: in process)")
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
@@ -72,6 +83,50 @@ def cell(mean: float, std: float | None) -> str:
     if not math.isfinite(mean):
         return "n/a"
     return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def settings(chips: int, ablations: bool):
+    """The sweep's settings: the float engine, then SETTINGS (+ ABLATIONS), one chip where nothing is drawn."""
+    from emulator.evaluation import is_deterministic
+    from emulator.sweep import FLOAT, Setting
+
+    out = [Setting(FLOAT, label="float")]
+    for label, name, over in SETTINGS + (ABLATIONS if ablations else []):
+        s = Setting(name, tuple(over.items()), 1, label)
+        out.append(Setting(name, tuple(over.items()), 1 if is_deterministic(s.hw) else chips, label))
+    return out
+
+
+def records(res, spec) -> list[dict]:
+    """The JSON record (one dict per weights file and setting, as ``plot_record`` reads it) of a sweep."""
+    import dataclasses
+
+    import numpy as np
+
+    import emulator
+    import minitnet
+
+    rec = []
+    t = res.table
+    for w in spec.weights:
+        net = minitnet.load(w)
+        outs = list(net.config.head_iterations)
+        for s in spec.settings:
+            g = t[(t["weights"] == str(w)) & (t["setting"] == s.name)]
+            m = np.array([[g[(g["chip"] == c) & (g["output"] == n)]["miou"].iloc[0] for n in outs]
+                          for c in sorted(set(g["chip"]))])
+            r = {"weights": str(w), "setting": s.name, "outputs": outs}
+            if s.preset == "float":
+                r["miou"] = [float(v) for v in m[0]]
+            else:
+                hw = s.hw
+                r.update(preset=s.preset, overrides=dict(s.overrides), chips=len(m), miou_mean=list(m.mean(0)),
+                         miou_std=list(m.std(0, ddof=1)) if len(m) > 1 else [0.0] * len(outs),
+                         chip_miou=m.tolist(), seeds=[int(v) for v in g[g["output"] == outs[0]]["seed"]],
+                         tiles=emulator.program(net, hw, np.random.default_rng(0)).tiles,
+                         images=int(g["images"].iloc[0]), hw=dataclasses.asdict(hw))
+            rec.append(r)
+    return rec
 
 
 def plot_record(record: list[dict], path: str) -> str:
@@ -125,10 +180,9 @@ def main(argv=None) -> int:
         print(plot_record(record, args.plot))
         return 0
 
-    import emulator
     import minitnet
-    from emulator.evaluation import evaluate_chips, is_deterministic
-    from minitnet.metrics import evaluate
+    from emulator import sweep
+    from minitnet.errors import MinitnetError
 
     paths = [Path(w) for w in args.weights] if args.weights else [w for w in DEFAULT_WEIGHTS if w.exists()]
     if not paths:
@@ -140,43 +194,42 @@ def main(argv=None) -> int:
         print(f"emulator_table: missing weights {missing}" if missing else
               "emulator_table: --chips and --calibration-images must be >= 1", file=sys.stderr)
         return 1
-    rows, record = [], []
     columns = None
-    images = None
-    t0 = time.perf_counter()
     for path in paths:
-        net = minitnet.load(path)
-        cfg = net.config
-        outs = list(cfg.head_iterations)
+        outs = list(minitnet.load(path).config.head_iterations)
         wanted = outs if args.outputs == "all" else [int(s) for s in args.outputs.split(",") if s.strip()]
         bad = [n for n in wanted if n not in outs]
         if bad:
             print(f"emulator_table: outputs {bad} are not outputs of {path.name} ({outs})", file=sys.stderr)
             return 1
         columns = wanted if columns is None else [n for n in columns if n in wanted]
-        fl = evaluate(net, args.data_dir, args.split, limit=args.limit)
-        images = fl.images
-        mode = "shared" if cfg.shared else "independent"
-        name = f"{path.name} ({mode}, f={cfg.width}, N={cfg.iterations})"
-        rows.append((name, "float engine", "-", "-", {n: (m, None) for n, m in zip(outs, fl.miou)}))
-        record.append({"weights": str(path), "setting": "float", "miou": fl.miou, "outputs": outs})
-        for label, pname, over in SETTINGS + (ABLATIONS if args.ablations else []):
-            hw = emulator.preset(pname, **over)
-            chips = 1 if is_deterministic(hw) else args.chips
-            ev = evaluate_chips(net, args.data_dir, hw, chips=chips, seed=args.seed, split=args.split,
-                                limit=args.limit, calibration_images=args.calibration_images, float_miou=fl.miou)
-            std = ev.std if chips > 1 else [None] * len(outs)
-            rows.append((name, label, ev.tiles, chips, {n: (m, s) for n, m, s in zip(outs, ev.mean, std)}))
-            record.append({"weights": str(path), "setting": label, "preset": pname, "overrides": over,
-                           **ev.to_dict()})
-            if not args.quiet:
-                print(f"  {path.name}: {label} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    spec = sweep.SweepSpec(args.data_dir, [str(p) for p in paths], settings(args.chips, args.ablations),
+                           split=args.split, limit=args.limit, seed=args.seed,
+                           calibration_images=args.calibration_images)
+    try:
+        with sweep.connect(workers=args.workers, scheduler=args.scheduler) as client:
+            res = sweep.run_sweep(spec, client, out=args.results, progress=not args.quiet)
+    except MinitnetError as e:
+        print(f"emulator_table: {e}", file=sys.stderr)
+        return 1
+    record = records(res, spec)
+    images = int(res.table["images"].iloc[0])
     lines = [f"mIoU (%) of every output on the `{args.split}` split of `{args.data_dir}` ({images} images); "
              f"noisy settings: mean ± std over {args.chips} chips (seed {args.seed}), each calibrated on the first "
              f"{args.calibration_images} image(s) of the split.", "",
              "| weights | hardware | tiles | chips | " + " | ".join(f"out {n}" for n in columns) + " |",
              "|---|---|---:|---:|" + "---:|" * len(columns)]
-    for name, label, tiles, chips, vals in rows:
+    for r in record:
+        cfg = minitnet.load(r["weights"]).config
+        name = f"{Path(r['weights']).name} ({'shared' if cfg.shared else 'independent'}, f={cfg.width}, " \
+               f"N={cfg.iterations})"
+        if r["setting"] == "float":
+            label, tiles, chips = "float engine", "-", "-"
+            vals = {n: (m, None) for n, m in zip(r["outputs"], r["miou"])}
+        else:
+            label, tiles, chips = r["setting"], r["tiles"], r["chips"]
+            vals = {n: (m, s if r["chips"] > 1 else None)
+                    for n, m, s in zip(r["outputs"], r["miou_mean"], r["miou_std"])}
         lines.append(f"| {name} | {label} | {tiles} | {chips} | "
                      + " | ".join(cell(*vals[n]) for n in columns) + " |")
     table = "\n".join(lines)

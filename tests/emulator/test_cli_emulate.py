@@ -120,7 +120,7 @@ def test_emulator_table_script(tmp_path, data):
     out, js = tmp_path / "table.md", tmp_path / "table.json"
     assert mod.main([data, "--weights", str(shared), str(indep), "--chips", "2", "--limit", "1",
                      "--calibration-images", "1", "--outputs", "1,3", "--out", str(out), "--json", str(js),
-                     "--quiet"]) == 0
+                     "--quiet", "--workers", "0"]) == 0
     lines = out.read_text().splitlines()
     body = [ln for ln in lines if ln.startswith("| ") and "hardware" not in ln]
     assert len(body) == 2 * 6  # float, ideal, 8-bit, PCM t=0 / 1 hour / 1 day, per weights file
@@ -138,7 +138,7 @@ def test_emulator_table_script(tmp_path, data):
     assert mod.main([data, "--weights", str(tmp_path / "missing.h5")]) == 1
     # --ablations: three more PCM rows, each with its part of the model switched off
     assert mod.main([data, "--weights", str(shared), "--chips", "1", "--limit", "1", "--calibration-images", "1",
-                     "--outputs", "1", "--json", str(js), "--ablations", "--quiet"]) == 0
+                     "--outputs", "1", "--json", str(js), "--ablations", "--quiet", "--workers", "0"]) == 0
     rec = {r["setting"]: r for r in json.loads(js.read_text())}
     assert len(rec) == 6 + 3
     assert rec["PCM, t = 0, no read noise"]["hw"]["read_noise_scale"] == 0
