@@ -10,18 +10,16 @@ calling it stay cacheable (``cache=True``), unlike a ctypes function pointer.
 
 Threads: the kernels parallelise with numba ``prange`` and call sgemm from
 every worker, so BLAS itself must run single-threaded while they do. The
-Python-side context manager ``single_threaded_blas`` sets SciPy's OpenBLAS to
-one thread and restores the previous count afterwards (best effort: it is a
-no-op when the library or its thread setter cannot be found).
+Python-side context manager ``single_threaded_blas`` sets the loaded BLAS
+libraries to one thread through threadpoolctl and restores their counts
+afterwards (a no-op when threadpoolctl finds no BLAS).
 """
 import contextlib
-import ctypes
-import glob
-import os
 
 import numba
 import numpy as np
 from numba import types
+from threadpoolctl import ThreadpoolController
 
 _F32P = types.CPointer(types.float32)
 _xxgemm = types.ExternalFunction(
@@ -66,53 +64,53 @@ def warm_up():
 
 # -- BLAS threads (Python side) ------------------------------------------------------
 
-_SETTERS = None
+_LIBS = None
+
+
+def _blas_libs() -> list:
+    """threadpoolctl's controllers of every BLAS loaded once SciPy's is (numpy's and SciPy's
+    OpenBLAS in the wheels), found once: a BLAS loaded later is not held."""
+    global _LIBS
+    if _LIBS is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS that sgemm_cm and numba's np.dot call)
+
+        _LIBS = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _LIBS
+
+
+def blas_num_threads() -> int:
+    """The largest thread count of the loaded BLAS libraries (1 if none is found)."""
+    return max((lib.get_num_threads() for lib in _blas_libs()), default=1)
+
+
+def set_blas_num_threads(n: int) -> None:
+    """Set every loaded BLAS library to ``n`` threads (no restore; see ``single_threaded_blas``)."""
+    for lib in _blas_libs():
+        lib.set_num_threads(n)
 
 
 def _openblas_thread_fns():
-    """(get, set) num_threads of the OpenBLAS that SciPy's cython_blas uses, or None."""
-    global _SETTERS
-    if _SETTERS is None:
-        _SETTERS = ()
-        try:
-            import scipy
-            import scipy.linalg.cython_blas  # noqa: F401  (loads the library)
-        except ImportError:  # pragma: no cover - scipy is a dependency
-            return None
-        base = os.path.dirname(scipy.__file__)
-        paths = []
-        for pat in ("../scipy.libs/*openblas*", ".dylibs/*openblas*", "../scipy.libs/*blas*"):
-            paths += glob.glob(os.path.join(base, pat))
-        for path in paths:
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for prefix in ("scipy_openblas", "openblas"):
-                get = getattr(lib, f"{prefix}_get_num_threads", None)
-                put = getattr(lib, f"{prefix}_set_num_threads", None)
-                if get is not None and put is not None:
-                    get.restype, put.argtypes = ctypes.c_int, [ctypes.c_int]
-                    _SETTERS = (get, put)
-                    break
-            if _SETTERS:
-                break
-    return _SETTERS or None
+    """(get, set) of the BLAS thread count, or None when no BLAS is found. The older spelling
+    of ``(blas_num_threads, set_blas_num_threads)``, still read by tests/test_fused.py."""
+    return (blas_num_threads, set_blas_num_threads) if _blas_libs() else None
 
 
 @contextlib.contextmanager
 def single_threaded_blas():
-    """Run the block with SciPy's OpenBLAS on one thread; restore the count after."""
-    fns = _openblas_thread_fns()
-    if fns is None:
-        yield
-        return
-    get, put = fns
-    old = get()
-    if old != 1:
-        put(1)
+    """Run the block with every loaded BLAS on one thread; restore each library's count after.
+
+    Re-entrant (inside another one it changes nothing) and cheap enough to enter once per
+    graph block: a few ctypes calls per library through a threadpoolctl controller found once
+    (``threadpool_limits`` itself rescans the loaded libraries on every call).
+    """
+    libs = _blas_libs()
+    old = [lib.get_num_threads() for lib in libs]
+    for lib, n in zip(libs, old):
+        if n != 1:
+            lib.set_num_threads(1)
     try:
         yield
     finally:
-        if old != 1:
-            put(old)
+        for lib, n in zip(libs, old):
+            if n != 1:
+                lib.set_num_threads(n)
