@@ -88,3 +88,16 @@ def test_a_broken_plugin_is_listed_and_explains_itself(monkeypatch, capsys):
     assert main(["sweep", "--anything"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("minitnet sweep: error:") and "emulator.sweep_cli" in err and "pip install -e" in err, err
+
+
+def test_one_error_policy(capsys, tmp_path):
+    import emulator.errors
+    import minitnet.errors as E
+
+    assert issubclass(emulator.errors.ConfigError, E.ConfigError)
+    for cls, builtin in ((E.ShapeError, ValueError), (E.ConfigError, ValueError), (E.InputTypeError, TypeError)):
+        assert issubclass(cls, E.MinitnetError) and issubclass(cls, builtin)
+    # an emulator ConfigError reaches the user as one line, exit status 1
+    assert main(["emulate-timing", "--iterations", "2", "--height", "16", "--width-px", "16", "--set", "x"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("minitnet emulate-timing: error: --set 'x'") and "Traceback" not in err, err
