@@ -4,7 +4,7 @@ They write into a caller-provided ``out``, never validate and never allocate
 large buffers (scratch comes from the caller). Use them through ``minitnet.ops``,
 which checks the inputs once. Names follow ``<op>_<layout>[_<variant>]``.
 
-The engine's fused plan uses three more modules directly (not re-exported):
+The fused engine (``minitnet.fused``) uses three more modules directly (not re-exported):
 ``padded`` (kernels on maps with a one-pixel zero border, layout ``nchwp``),
 ``winograd`` (3x3 convs by F(2x2, 3x3)) and ``blas`` (sgemm with strides and
 offsets from numba, and the BLAS thread guard).
