@@ -139,6 +139,21 @@ def _check_ops(ops: list[Op], nres: int) -> None:
             raise ConfigError(f"simulate: op {i} {op.name!r} names resources {op.resources}, have {nres}")
 
 
+def _index(ops: list[Op], nres: int) -> tuple[list[list[int]], list[list[tuple]], list[set[int]]]:
+    """Per resource, its ops by priority; per op, ``(dependency, hi as a list)``; per op, the
+    resources of its consumers (woken when one of its rows becomes readable)."""
+    res_ops: list[list[int]] = [[] for _ in range(nres)]
+    for i in sorted(range(len(ops)), key=lambda i: (ops[i].priority, i)):
+        for r in dict.fromkeys(ops[i].resources):
+            res_ops[r].append(i)
+    deps = [[(d.op, d.hi.tolist()) for d in op.deps] for op in ops]
+    consumers: list[set[int]] = [set() for _ in ops]
+    for op in ops:
+        for d in op.deps:
+            consumers[d.op].update(op.resources)
+    return res_ops, deps, consumers
+
+
 def simulate(ops: list[Op], resources: list[Resource]) -> Schedule:
     """Event-driven list scheduling at row granularity (see the module docstring).
 
@@ -149,16 +164,7 @@ def simulate(ops: list[Op], resources: list[Resource]) -> Schedule:
     nops, nres = len(ops), len(resources)
     _check_ops(ops, nres)
 
-    order = sorted(range(nops), key=lambda i: (ops[i].priority, i))
-    res_ops: list[list[int]] = [[] for _ in range(nres)]
-    for i in order:
-        for r in dict.fromkeys(ops[i].resources):
-            res_ops[r].append(i)
-    deps = [[(d.op, d.hi.tolist()) for d in op.deps] for op in ops]
-    consumers: list[set[int]] = [set() for _ in range(nops)]
-    for i, op in enumerate(ops):
-        for d in op.deps:
-            consumers[d.op].update(op.resources)
+    res_ops, deps, consumers = _index(ops, nres)
     rows = [op.rows for op in ops]
     cyc = [op.row_cycles for op in ops]
     delay = [op.delay for op in ops]
