@@ -214,13 +214,13 @@ ACT_COMPARES = {ACT_RELU: 1, ACT_RELU6: 2}
 """Compares of an activation per value (none: 0)."""
 
 DIGITAL_WORK = {
-    # op: (adds, multiplies, compares) per output value, activation apart
-    "affine": lambda nd: (1, 1, 0),
-    "maxpool": lambda nd: (0, 0, nd.attrs["kernel_size"] ** 2 - 1),
-    "resize": lambda nd: (3, 4, 0),
-    "concat": lambda nd: (0, 0, 0),
+    # op: (adds, multiplies, compares) per output value, activation apart; buffered
+    "affine": (lambda nd: (1, 1, 0), True),
+    "maxpool": (lambda nd: (0, 0, nd.attrs["kernel_size"] ** 2 - 1), True),
+    "resize": (lambda nd: (3, 4, 0), True),
+    "concat": (lambda nd: (0, 0, 0), False),  # wiring: consumers read its inputs' buffers
 }
-"""Digital periphery work per output value of each digital op."""
+"""Digital periphery work per output value of each digital op, and whether it has a line buffer."""
 
 
 def conv_kind(layer) -> str:
@@ -237,9 +237,10 @@ def row_work(node, layer, plan, hw, timing) -> RowWork:
     C, OH, OW = node.shape
     act = ACT_COMPARES.get(node.act, 0)
     if not spec.mvm:
-        adds, muls, compares = DIGITAL_WORK[node.op](node)
+        counts, buffered = DIGITAL_WORK[node.op]
+        adds, muls, compares = counts(node)
         return RowWork(node.op, adds=adds * C * OW, muls=muls * C * OW, compares=(compares + act) * C * OW,
-                       buffered=node.op != "concat")
+                       buffered=buffered)
     inp, _ = timing.bits(hw)
     pulses = inp if timing.bit_serial else 1
     per_bit = inp if timing.convert_per_bit else 1
