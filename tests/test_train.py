@@ -106,6 +106,15 @@ def test_eval_log_and_export_runs_in_engine(tiny_data, tmp_path):
     got = [lg for _, lg in net.iter_outputs(x)]
     for a, b in zip(got, ref):
         assert np.max(np.abs(a - b)) <= 1e-4
+    # last.h5 holds the weights as the run ended (here epoch 2), whatever the best epoch was
+    last = torch.load(out / "last.pt", weights_only=False)
+    m.load_state_dict(last["model"])
+    with torch.no_grad():
+        ref = [o.numpy() for o in m(torch.from_numpy(x))]
+    net_last = minitnet.load(out / "last.h5")
+    assert net_last.metadata["epoch"] == 2
+    for a, b in zip([lg for _, lg in net_last.iter_outputs(x)], ref):
+        assert np.max(np.abs(a - b)) <= 1e-4
 
 
 def test_init_from_exported_weights(tiny_data, tmp_path):

@@ -25,7 +25,9 @@ Every epoch: a progress bar, a line in ``log.csv`` and ``log.jsonl`` (train loss
 validation mIoU of every output), ``last.pt`` (everything needed to resume
 exactly: model, optimiser, scheduler, RNG states, log). The best epoch by the
 validation mIoU of the last output is kept as ``best.pt`` and exported to
-``best.h5`` with ``export_hdf5``. ``--resume`` continues from ``last.pt``.
+``best.h5`` with ``export_hdf5``; when the run ends, its weights as they are go to
+``last.h5`` (the last epoch, for an honest last-epoch measure). ``--resume``
+continues from ``last.pt``.
 """
 
 from __future__ import annotations
@@ -438,6 +440,7 @@ def main(argv=None):
     t.train()
     if (t.out / "best.pt").exists() and not (t.out / "best.h5").exists():
         t.export(t.out / "best.h5")
+    t.export(t.out / "last.h5")  # the weights as the run ends: its last epoch, measured as it is
     return 0
 
 
