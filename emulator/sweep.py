@@ -610,7 +610,7 @@ def connect(workers: int | None = None, scheduler: str | None = None, quiet: boo
     import logging
 
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       env=dict(ONE_THREAD_ENV), dashboard_address=None,
+                                       env=dict(ONE_THREAD_ENV), dashboard_address=":0",
                                        silence_logs=logging.ERROR if quiet else logging.WARNING)
     with cluster, distributed.Client(cluster) as client:
         yield client
@@ -650,7 +650,7 @@ def run_sweep(spec: SweepSpec, client=None, out=None, progress: bool = False, re
     existing = read_table(out) if out is not None and out.exists() else None
     done_keys = set()
     if existing is not None and "cell" in existing.columns:
-        counts = existing.groupby("cell").size()
+        counts = existing.drop_duplicates(["cell", "output"]).groupby("cell").size()
         for c in p.cells:
             if counts.get(c.key, 0) == len(p.nets[c.weights].config.head_iterations):
                 done_keys.add(c.key)
@@ -670,7 +670,8 @@ def run_sweep(spec: SweepSpec, client=None, out=None, progress: bool = False, re
             srcs = {k: (Path(v).name, Path(v).read_bytes()) for k, v in files.items()}
             futs = runner.scatter(list(srcs.values()))
             srcs = dict(zip(srcs, futs))
-        src = (lambda x: srcs[str(x)]) if spec.images_by_value else (lambda x: str(x))
+        # by path: absolute, as workers on other machines run elsewhere (the dataset at the same path)
+        src = (lambda x: srcs[str(x)]) if spec.images_by_value else (lambda x: str(Path(x).resolve()))
         calib = [src(x) for x in p.calib]
         tasks = {}
         for c in todo:
@@ -729,6 +730,8 @@ def _merge(pd, kept, new_rows):
         return new
     if not len(new):
         return kept
+    # a cell run again (its rows were incomplete) replaces its old rows
+    kept = kept[~kept["cell"].isin(new["cell"])] if "cell" in kept.columns else kept
     return pd.concat([kept, new], ignore_index=True)
 
 

@@ -132,6 +132,8 @@ def run(args) -> int:
     if args.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {args.retries}")
     with sweep.connect(workers=args.workers, scheduler=args.scheduler) as client:
+        if client is not None and not args.quiet:
+            print(f"minitnet sweep: Dask dashboard {client.dashboard_link}", file=sys.stderr)
         res = sweep.run_sweep(spec, client, out=args.out, progress=not args.quiet, retries=args.retries)
     if args.plot:
         sweep.plot_sweep(res, args.plot, title=f"{args.preset}: {args.split} split of {args.data_dir}, "
