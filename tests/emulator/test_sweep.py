@@ -202,3 +202,14 @@ def test_float_rows_and_bad_out(tmp_path, data, weights):
     assert fl == pytest.approx(ideal, abs=1e-3)   # ideal tiles equal the float engine
     with pytest.raises(ConfigError, match=r"expected a .parquet or .csv"):
         sweep.run_sweep(s, out=tmp_path / "r.txt")
+
+
+def test_cli_on_a_running_scheduler(capsys, monkeypatch, tmp_path, client, data, weights, reference):
+    """DASK_SCHEDULER_ADDRESS (as --scheduler): the command joins the running cluster."""
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", client.scheduler.address)
+    argv = ["sweep", data, "--weights", weights, "--set", "t_inference=0,3600", "--chips", "2", "--chunk", "2",
+            "--calibration-images", "1", "--out", str(tmp_path / "r.parquet"), "--json", "--quiet"]
+    assert main(argv) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["miou"] for r in rows] == list(reference.table["miou"])
+    assert len(client.scheduler_info()["workers"]) == 2     # the cluster is still there: joined, not started
