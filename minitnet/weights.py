@@ -46,7 +46,8 @@ LIST_LIMIT = 8
 #: logits (minitnet.inputs.check_logits).
 PARAM_BOUND = 1e8
 #: HDF5 structures written: format 1.10 or later, whose object headers, heaps and chunk indexes
-#: carry checksums, and fletcher32 per chunk, so a corrupted byte is detected on read
+#: carry checksums, fletcher32 per chunk and fixed-length string attributes (in the header), so
+#: a corrupted byte is detected on read
 HDF5_LIBVER = ("v110", "latest")
 
 
@@ -163,13 +164,15 @@ def write_hdf5(path, cfg: ItNetConfig, tensors: dict, normalisation=None, metada
     tmp = os.fspath(path) + ".tmp"
     try:
         with h5py.File(tmp, "w", libver=HDF5_LIBVER) as h:
-            h.attrs["format"] = FORMAT_NAME
+            # strings fixed-length, so they live in the (checksummed) object header, not in the
+            # global heap of variable-length strings, which has no checksum (a corrupt one hung h5py)
+            h.attrs["format"] = np.bytes_(FORMAT_NAME)
             h.attrs["format_version"] = FORMAT_VERSION
-            h.attrs["config"] = cfg.to_json()
+            h.attrs["config"] = np.bytes_(cfg.to_json().encode())
             h.attrs["norm_scale"] = scale
             h.attrs["norm_offset"] = offset
             h.attrs["bn_eps"] = float(bn_eps)
-            h.attrs["metadata"] = json.dumps(metadata or {}, sort_keys=True)
+            h.attrs["metadata"] = np.bytes_(json.dumps(metadata or {}, sort_keys=True).encode())
             g = h.create_group("tensors")
             for k in sorted(tensors):
                 g.create_dataset(k, data=tensors[k], compression="gzip", compression_opts=4, shuffle=True,
