@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
-from minitnet.cli.common import (add_config_flags, add_geometry_flags, config_or_weights, default_weights,
-                                 describe, geometry, parse_void, print_json)
+from minitnet.cli.common import (add_architecture_flags, config_or_weights, default_weights,
+                                 describe, format_pct, geometry, parse_void, print_json)
 from minitnet.graph import build_graph
 
 from .config import PRESETS, HardwareConfig, preset
@@ -206,10 +205,6 @@ def run_one(args) -> int:
 
 
 # --- emulate-eval ---------------------------------------------------------------------------------
-def _pct(v):
-    return "   n/a" if not math.isfinite(v) else f"{100 * v:6.2f}"
-
-
 def run_eval(args) -> int:
     from minitnet.engine import load
 
@@ -253,8 +248,8 @@ def run_eval(args) -> int:
     print(head)
     lo, hi = np.min(ev.chip_miou, axis=0), np.max(ev.chip_miou, axis=0)
     for i, n in enumerate(ev.outputs):
-        line = (f"  {n:>6}  {_pct(ev.float_miou[i]):>7}  {_pct(ev.mean[i]):>7}  {100 * ev.std[i]:5.2f}  "
-                f"{_pct(lo[i])}  {_pct(hi[i])}")
+        line = (f"  {n:>6}  {format_pct(ev.float_miou[i]):>7}  {format_pct(ev.mean[i]):>7}  {100 * ev.std[i]:5.2f}  "
+                f"{format_pct(lo[i])}  {format_pct(hi[i])}")
         if args.state_error:
             line += f"  {float(np.mean([e[i] for e in ev.state_error])):>9.4f}"
         print(line)
@@ -316,10 +311,7 @@ def _parse_sets(items) -> tuple[dict, dict]:
 def _register_timing(sub):
     p = sub.add_parser("emulate-timing", help="cycle-level latency and throughput on fully-parallel tiles",
                        description=HELP_TIMING, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=None, metavar="W.h5",
-                   help="time the architecture stored in this weights file (else use the flags below)")
-    add_config_flags(p, defaults_none=True)
-    add_geometry_flags(p)
+    add_architecture_flags(p, "time")
     g = p.add_argument_group("hardware and mapping")
     g.add_argument("--preset", default="pcm",
                    help="hardware preset giving tile rows/cols and DAC/ADC bits (default %(default)s)")

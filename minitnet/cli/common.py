@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from ..config import ItNetConfig
 from ..errors import ConfigError
 
-__all__ = ["DATASETS", "DEFAULT_WEIGHTS", "WEIGHTS_DIR", "add_config_flags", "add_geometry_flags",
+__all__ = ["DATASETS", "DEFAULT_WEIGHTS", "WEIGHTS_DIR", "add_architecture_flags", "add_config_flags",
+           "add_geometry_flags", "format_pct",
            "config_from_args", "config_or_weights", "default_weights", "describe", "geometry",
            "parse_void", "print_json"]
 
@@ -60,6 +62,16 @@ def add_config_flags(p: argparse.ArgumentParser, defaults_none: bool = False) ->
                    help="shared weights (default)")
     m.add_argument("--independent", dest="shared", action="store_false", help="independent weights per iteration")
     g.add_argument("--heads", default=None, help="comma list of head iterations, e.g. 1,6,11,16 (default: all)")
+
+
+def add_architecture_flags(p: argparse.ArgumentParser, verb: str) -> None:
+    """--weights, or else the architecture flags (``add_config_flags(p, defaults_none=True)``), and
+    the input geometry: what ``config_or_weights`` and ``geometry`` read. ``verb`` says what the
+    command does with the architecture ("count", "time")."""
+    p.add_argument("--weights", default=None, metavar="W.h5",
+                   help=f"{verb} the architecture stored in this weights file (else use the flags below)")
+    add_config_flags(p, defaults_none=True)
+    add_geometry_flags(p)
 
 
 def config_from_args(args) -> ItNetConfig:
@@ -140,6 +152,11 @@ def parse_void(spec: str | None):
     if not vals:
         raise ConfigError(f"--void {spec!r}: no values")
     return vals
+
+
+def format_pct(v: float) -> str:
+    """A fraction as a percentage in 6 characters (``" 65.50"``), or ``"   n/a"`` when not finite."""
+    return "   n/a" if not math.isfinite(v) else f"{100 * v:6.2f}"
 
 
 def print_json(obj) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..metrics import AUC_X, CAMVID_CHANCE_MIOU, evaluate
-from .common import default_weights, parse_void, print_json
+from .common import default_weights, format_pct, parse_void, print_json
 
 HELP = """Evaluate an ItNet on a dataset split in the SegNet layout: DATA_DIR/<split>/ holds
 the images and DATA_DIR/<split>annot/ the label maps (same file names, one
@@ -56,10 +55,6 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _pct(v: float) -> str:
-    return "   n/a" if not math.isfinite(v) else f"{100 * v:6.2f}"
-
-
 def run(args) -> int:
     import minitnet
 
@@ -94,12 +89,12 @@ def run(args) -> int:
     print()
     print(f"  {'output':>6}  {'mIoU %':>6}  {'GMACs':>7}  {'latency':>7}")
     for n, m, macs, lat in zip(ev.outputs, ev.miou, c.macs, c.latency):
-        print(f"  {n:>6}  {_pct(m)}  {macs / 1e9:>7.3f}  {lat:>7}")
+        print(f"  {n:>6}  {format_pct(m)}  {macs / 1e9:>7.3f}  {lat:>7}")
     print()
     last = ev.outputs[-1]
     print(f"  per-class IoU % of output {last}:")
     for name, v in zip(names, ev.per_class_iou()):
-        print(f"    {name:<14} {_pct(v)}")
+        print(f"    {name:<14} {format_pct(v)}")
     print()
     print(f"  AUC (Eq. 2 over x = {args.auc_x}, (x0, y0) = (0, {CAMVID_CHANCE_MIOU}), normalised by x_N): "
           f"{ev.auc:.4f}")

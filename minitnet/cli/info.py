@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..metrics import Counts, count_config
-from .common import add_config_flags, add_geometry_flags, config_or_weights, describe, geometry, print_json
+from .common import add_architecture_flags, config_or_weights, describe, geometry, print_json
 
 HELP = """Print the paper's measures (Section II-C) of an ItNet, counted on the graph IR
 that the engine runs: parameters (BN apart), MACs of every output (own: data block,
@@ -19,10 +19,7 @@ docs/metrics.md for the definitions."""
 def register(sub):
     p = sub.add_parser("info", help="parameters, MACs, graph size and latency of a model",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", default=None, metavar="W.h5",
-                   help="count the architecture stored in this weights file (else use the flags below)")
-    add_config_flags(p, defaults_none=True)
-    add_geometry_flags(p)
+    add_architecture_flags(p, "count")
     p.add_argument("--layers", action="store_true", help="also list every unique conv layer")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: params, bn_params, graph_mib, and per output "
