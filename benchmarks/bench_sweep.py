@@ -7,7 +7,7 @@ Full size: the shipped shared f=51 model on the 4 sample images (``tests/data/ca
 preset ``pcm`` with ``t_inference`` 0, 60, 3600 and 86400 s x 2 chips = 8 cells, one task each
 (program, calibrate on 2 images, score 4 images). Group ``sweep:f51:4x2``, impls ``workers=1`` and
 ``workers=2``: the wall time of ``run_sweep`` on a warm ``LocalCluster`` (started once per impl, then
-a warm-up sweep loads the kernels in every worker). Each round uses another base seed, so no
+a small warm-up sweep loads the kernels in every worker). Each round uses another base seed, so no
 worker reuses a chip it calibrated before; the two impls give the same table for the same seed
 (checked). ``extra_info``:
 
@@ -32,9 +32,20 @@ from .benchutil import FULL, NOTES, ROOT, record
 pd = pytest.importorskip("pandas")
 pytest.importorskip("distributed")
 
-ROUNDS = 2 if FULL else 1
+#: rounds per impl (each a full sweep: ~80 s of compute at full size); MINITNET_BENCH_SWEEP_ROUNDS to change
+ROUNDS = int(os.environ.get("MINITNET_BENCH_SWEEP_ROUNDS", 1))
 WORKERS = [1, 2] if FULL else [0]
 _WALL, _TABLES = {}, {}
+
+
+def _warm_up(tmp_path_factory, workers):
+    """One small cell per worker (1 image, 1 calibration image): imports and kernels in every worker."""
+    from emulator import sweep
+
+    full = _spec(tmp_path_factory, 999)
+    return sweep.SweepSpec(full.data_dir, full.weights, sweep.grid("pcm", {"t_inference": [float(t) for t in
+                                                                                     range(max(workers, 1))]}),
+                           limit=1, calibration_images=1, seed=999)
 
 
 def _spec(tmp_path_factory, seed):
@@ -63,7 +74,7 @@ def test_sweep_workers(benchmark, tmp_path_factory, workers):
     seeds = iter(range(1, 1000))
     runs = []
     with sweep.connect(workers=workers) as client:
-        sweep.run_sweep(_spec(tmp_path_factory, 1000 + workers), client)       # warm-up: imports, kernels
+        sweep.run_sweep(_warm_up(tmp_path_factory, workers), client)
 
         def one():
             seed = next(seeds)

@@ -713,10 +713,10 @@ def run_sweep(spec: SweepSpec, client=None, out=None, progress: bool = False, re
             if bar is not None:
                 bar.close()
     wall = time.perf_counter() - t0
-    table = _merge(pd, kept, new_rows)
-    if out is not None and new_rows:
-        write_table(table, out)
+    table = _merge(pd, kept, new_rows)           # as written after the last cell
     mine = table[table["cell"].isin([c.key for c in p.cells])] if len(table) else table
+    if len(mine):
+        mine = mine.drop_duplicates(["cell", "output"], keep="last")
     order = {c.key: i for i, c in enumerate(p.cells)}
     if len(mine):
         mine = mine.sort_values(["cell", "output"], key=lambda s: s.map(order) if s.name == "cell" else s,
