@@ -245,9 +245,11 @@ def _version(ver, path) -> int:
     """``format_version`` as an int: an integer, or a float with an integral value; WeightsError else."""
     if isinstance(ver, np.ndarray) and ver.shape in ((), (1,)):
         ver = ver.reshape(-1)[0]
-    if isinstance(ver, (int, np.integer)) and not isinstance(ver, (bool, np.bool_)):
-        return int(ver)
-    if isinstance(ver, (float, np.floating)) and np.isfinite(ver) and float(ver).is_integer():
+    if isinstance(ver, np.generic):
+        ver = ver.item()
+    if isinstance(ver, int) and not isinstance(ver, bool):
+        return ver
+    if isinstance(ver, float) and np.isfinite(ver) and ver.is_integer():
         return int(ver)
     raise WeightsError(f"{path}: format_version {ver!r} is not an integer (expected {FORMAT_VERSION})")
 
@@ -314,7 +316,8 @@ def _read_open(h, path: str, what: list) -> WeightFile:
     try:
         bn_eps = float(raw_eps)
     except (TypeError, ValueError):
-        raise WeightsError(f"{path}: bn_eps {repr(raw_eps)[:100]} is not a number") from None
+        raise WeightsError(f"{path}: bn_eps {repr(getattr(raw_eps, 'tolist', lambda: raw_eps)())[:100]} "
+                           f"is not a number") from None
     if not (np.isfinite(bn_eps) and bn_eps >= 0):
         raise WeightsError(f"{path}: bn_eps must be a finite number >= 0, got {bn_eps}")
     what[0] = "the attribute 'metadata'"
