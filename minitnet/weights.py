@@ -124,8 +124,9 @@ def _norm_arrays(normalisation, where: str = "normalisation") -> tuple[np.ndarra
     from .inputs import INPUT_BOUND
 
     try:
-        scale = np.asarray(normalisation["scale"], dtype=np.float32).reshape(-1)
-        offset = np.asarray(normalisation["offset"], dtype=np.float32).reshape(-1)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused below
+            scale = np.asarray(normalisation["scale"], dtype=np.float32).reshape(-1)
+            offset = np.asarray(normalisation["offset"], dtype=np.float32).reshape(-1)
     except (KeyError, TypeError, ValueError) as e:
         raise WeightsError(
             f"{where}: normalisation must be a dict with 'scale' and 'offset' (3 numbers each), "
