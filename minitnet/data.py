@@ -2,7 +2,8 @@
 
 Images come back as uint8 (H, W, 3) RGB whatever the file holds (RGBA drops
 alpha, grayscale is replicated, 16-bit is scaled to 8 bits); label maps as
-uint8/int (H, W). Unreadable files raise ``DataError`` naming the file.
+uint8/int (H, W). Unreadable files raise ``DataError`` naming the file, decompression
+bombs (Pillow's ``MAX_IMAGE_PIXELS``) and images that do not fit in memory included.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def read_image(path) -> np.ndarray:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected an image file") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: refused as a possible decompression bomb ({e}); if the image is genuine, "
+                        f"raise Pillow's limit: PIL.Image.MAX_IMAGE_PIXELS = <pixels> (None: no limit)") from None
+    except MemoryError:
+        raise DataError(f"{path}: the image does not fit in memory") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
     if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] < 1 or a.shape[1] < 1:
@@ -72,6 +78,13 @@ def read_label(path) -> np.ndarray:
             a = np.asarray(im)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, expected a label map") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: refused as a possible decompression bomb ({e}); if the label map is genuine, "
+                        f"raise Pillow's limit: PIL.Image.MAX_IMAGE_PIXELS = <pixels> (None: no limit)") from None
+    except MemoryError:
+        raise DataError(f"{path}: the label map does not fit in memory") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot read label map ({type(e).__name__}: {e})") from None
     if a.ndim != 2:
@@ -88,7 +101,11 @@ def colorize(classes: np.ndarray, palette: np.ndarray = CAMVID_PALETTE) -> np.nd
 
 def list_split(data_dir, split: str = "val") -> list[tuple[Path, Path]]:
     """(image, label) path pairs of a SegNet-layout split: ``<split>/`` and ``<split>annot/``."""
+    if data_dir is None or str(data_dir) == "":
+        raise DataError("the dataset folder path is empty; expected a folder with '<split>/' and '<split>annot/'")
     root = Path(data_dir)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root}: is a file, expected the dataset folder (with '{split}/' and '{split}annot/')")
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder does not exist")
     img_dir, lab_dir = root / split, root / f"{split}annot"

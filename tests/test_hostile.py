@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import minitnet
-from minitnet import ConfigError, ItNetConfig, MinitnetError, NumericalError, ShapeError, WeightsError
+from minitnet import ConfigError, DataError, ItNetConfig, MinitnetError, NumericalError, ShapeError, WeightsError
 from minitnet.engine import ItNet
 from minitnet.graph import IMAGE, build_graph, op_spec, unroll
 from minitnet.inputs import INPUT_BOUND, check_logits
@@ -300,6 +300,28 @@ def test_non_integer_heads_in_a_file_config(good):
     _edit(good, lambda h: _set_config(h, dict(CFG.to_dict(), heads=5)))
     with pytest.raises(WeightsError, match="heads must be a list"):
         read_hdf5(good)
+
+
+def test_dataset_folder_that_is_a_file(tmp_path):
+    from minitnet.data import list_split
+
+    f = tmp_path / "data.txt"
+    f.write_text("x")
+    with pytest.raises(DataError, match=r"data\.txt: is a file, expected the dataset folder"):
+        list_split(f)
+
+
+@pytest.mark.parametrize("reader", ["read_image", "read_label"])
+def test_decompression_bomb_is_a_data_error_with_the_way_out(tmp_path, monkeypatch, reader):
+    from PIL import Image
+
+    import minitnet.data as D
+
+    p = tmp_path / "bomb.png"
+    Image.new("L", (40, 40)).save(p)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels > 2 x the limit: Pillow refuses
+    with pytest.raises(DataError, match=r"bomb\.png: refused as a possible decompression bomb.*MAX_IMAGE_PIXELS"):
+        getattr(D, reader)(p)
 
 
 # -- properties -------------------------------------------------------------------------------------
