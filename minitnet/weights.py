@@ -105,7 +105,8 @@ def expected_count(cfg: ItNetConfig) -> int:
     """``len(expected_tensors(cfg))`` without building it (constant time in N)."""
     L, N, K = cfg.levels, cfg.iterations, cfg.blocks
     mixes = sum(cfg.body_has_mix(b) for b in (0, 1) if b < cfg.bodies) if cfg.shared else N - 1
-    return 10 + 5 * L + cfg.bodies * 3 * L * K + mixes * L + 4 * L * (N - 1) + 2 * len(cfg.head_iterations)
+    heads = N if cfg.heads is None else len(cfg.heads)  # not head_iterations: N may be huge
+    return 10 + 5 * L + cfg.bodies * 3 * L * K + mixes * L + 4 * L * (N - 1) + 2 * heads
 
 
 @dataclass
