@@ -268,7 +268,8 @@ def read_hdf5(path) -> WeightFile:
         raise WeightsError(f"weights path must be a str or path, got {type(path).__name__} {repr(path)[:100]}")
     path = os.fsdecode(path)
     if path == "":
-        raise WeightsError("the weights path is empty; expected an HDF5 weights file, e.g. weights/camvid-shared-f51.h5")
+        raise WeightsError("the weights path is empty; expected an HDF5 weights file, "
+                           "e.g. weights/camvid-shared-f51.h5")
     if not os.path.exists(path):
         raise WeightsError(f"{path}: no such file")
     if os.path.isdir(path):
