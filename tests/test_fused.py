@@ -18,7 +18,7 @@ import minitnet.fused.lower as L
 from minitnet import ConfigError, ItNetConfig, ops
 from minitnet import kernels as K
 from minitnet.engine import ItNet
-from minitnet.fused import FusedOptions, find_fusions, lower_graph
+from minitnet.fused import FusedOptions, find_fusions, lower_graph, place_values, select_conv
 from minitnet.kernels import blas
 from minitnet.kernels import padded as P
 from minitnet.kernels import winograd as WG
@@ -484,3 +484,35 @@ def test_setting_fused_options_recompiles():
     assert taps is not wino and taps.options.winograd_min_bytes == 1 << 62
     with pytest.raises(ConfigError, match="FusedOptions"):
         net.fused_options = {"winograd_min_bytes": 0}
+
+
+def test_placement_writes_block_made_concat_inputs_into_their_slots():
+    # the head: the resized states are written into head.cat's slots, the state already at H/8 is copied
+    cfg = ItNetConfig(levels=3, blocks=1, iterations=2, width=12)
+    g = ItNet(cfg, random_tensors(cfg, np.random.default_rng(0))).graph(64, 80)
+    nodes = tuple(g.head)
+    shapes = {f"state.{l}": (cfg.f_r, -(-16 // 2 ** l), -(-20 // 2 ** l)) for l in range(cfg.levels)}
+    shape = dict(shapes, **{nd.name: nd.shape for nd in nodes})
+    fus = find_fusions(g, nodes, cfg.head_iterations[0], {"logits"}, {"logits"})
+    pl = place_values(nodes, shape, fus, {"logits"})
+    fr = cfg.f_r
+    assert pl.copies["head.cat"] == [("state.1", fr, fr)]  # scale 1 is at H/8 x W/8 already: no resize
+    assert pl.place["head.resize.0"] == ("head.cat", 0) and pl.place["head.resize.2"] == ("head.cat", 2 * fr)
+    assert "logits" not in pl.place and "logits" not in pl.bufs
+
+
+def test_select_conv_by_geometry():
+    from minitnet.graph import Layer, Node
+    opt = FusedOptions()
+
+    def choose(k, stride, pad, residual=None, groups=1, plain=False):
+        lay = Layer("c", "conv", 4, 4, (9, 9), (9 // stride, 9 // stride), (k, k), stride, pad, groups)
+        nd = Node("c", "conv", ("x",), (4, 9 // stride, 9 // stride), "c", {"residual": residual})
+        ch = select_conv(lay, nd, opt, plain)
+        return None if ch is None else ch.kind
+
+    assert choose(3, 1, 1) == "winograd" and choose(1, 1, 0) == "taps" and choose(3, 2, 1) == "im2col"
+    assert choose(3, 2, 1, residual="r") is None and choose(3, 1, 1, groups=4) is None
+    assert choose(5, 1, 2) is None and choose(3, 1, 1, plain=True) is None
+    assert select_conv(Layer("c", "conv", 4, 4, (9, 9), (9, 9), (3, 3), 1, 1), Node("c", "conv", ("x",), (4, 9, 9)),
+                       FusedOptions(winograd_min_bytes=1 << 20)).kind == "taps"
