@@ -2,6 +2,9 @@
 
 from .config import ItNetConfig
 from .errors import ConfigError, DataError, MinitnetError, NumericalError, ShapeError, WeightsError
+from .files import ensure_numba_cache as _ensure_numba_cache
+
+_ensure_numba_cache()  # before numba compiles anything: a temporary cache where none is writable
 
 __all__ = ["ItNetConfig", "MinitnetError", "ShapeError", "ConfigError", "WeightsError", "DataError", "NumericalError",
            "load", "ItNet"]
