@@ -3,22 +3,33 @@
 Images come back as uint8 (H, W, 3) RGB whatever the file holds (RGBA drops
 alpha, grayscale is replicated, 16-bit is scaled to 8 bits); label maps as
 uint8/int (H, W). Unreadable files raise ``DataError`` naming the file, decompression
-bombs (Pillow's ``MAX_IMAGE_PIXELS``) and images that do not fit in memory included.
+bombs and images that do not fit in memory included.
+
+``read_image`` refuses an image of more than ``pixel_limit()`` pixels before decoding it
+(a guard against decompression bombs): ``max_pixels`` if given, else the environment
+variable MINITNET_MAX_PIXELS (a number of pixels, or ``none`` for no limit), else PIL's
+``PIL.Image.MAX_IMAGE_PIXELS`` (89,478,485 by default).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 __all__ = [
     "CAMVID_CLASSES", "CAMVID_PALETTE", "CAMVID_VOID", "IMAGE_SUFFIXES",
-    "read_image", "read_label", "colorize", "list_split",
+    "MAX_PIXELS_ENV", "pixel_limit", "read_image", "read_label", "colorize", "list_split",
 ]
+
+#: environment variable that sets the pixel limit of ``read_image`` (a number, or none)
+MAX_PIXELS_ENV = "MINITNET_MAX_PIXELS"
+_PIL_LOCK = threading.Lock()  # PIL's limit is a module global: set it only while holding this
 
 CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign/symbol",
                   "fence", "car", "pedestrian", "bicyclist")
@@ -31,33 +42,82 @@ CAMVID_PALETTE = np.array([
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 
-def read_image(path) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3)."""
+def pixel_limit(value=None) -> int | None:
+    """The pixel limit of ``read_image``: ``value`` if given (an int, or a string as the
+    environment variable takes), else MINITNET_MAX_PIXELS, else PIL's limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``, 89,478,485 unless changed). None: no limit."""
+    source = "max_pixels"
+    if value is None:
+        value = os.environ.get(MAX_PIXELS_ENV)
+        source = MAX_PIXELS_ENV
+        if value is None or not str(value).strip():
+            from PIL import Image
+
+            with _PIL_LOCK:
+                return Image.MAX_IMAGE_PIXELS
+    if isinstance(value, str):
+        if value.strip().lower() == "none":
+            return None
+        try:
+            value = int(value.strip().replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{source}={value!r}: expected a number of pixels like 200000000, or none "
+                              f"for no limit") from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{source}={value!r}: expected a positive number of pixels, or none for no limit")
+    return int(value)
+
+
+_LIMIT_FROM = f"--max-pixels, else {MAX_PIXELS_ENV}, else PIL.Image.MAX_IMAGE_PIXELS"
+_RAISE_LIMIT = f"if the image is meant, raise the limit: --max-pixels N or {MAX_PIXELS_ENV}=N (none: no limit)"
+
+
+def read_image(path, max_pixels=None) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3).
+
+    ``max_pixels``: an image of more pixels is refused (``DataError``) before it is decoded;
+    default ``pixel_limit()`` (MINITNET_MAX_PIXELS, else PIL's limit); "none": no limit.
+    An image that does not fit in memory is a ``DataError`` too.
+    """
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
+    limit = pixel_limit(max_pixels)
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                a = np.asarray(im, dtype=np.float64)
-                top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
-                a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
-                a = np.repeat(a[..., None], 3, axis=2)
-            elif mode == "F":
-                raise DataError(f"{path}: floating-point images are not supported, expected 8- or 16-bit RGB/gray")
-            else:
-                a = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        with _PIL_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                im = Image.open(path)  # reads the header only
+                with im:
+                    w, h = im.size
+                    if limit is not None and w * h > limit:
+                        raise DataError(f"{path}: refused as a possible decompression bomb: {w}x{h} = {w * h:,} "
+                                        f"pixels is over the limit of {limit:,} ({_LIMIT_FROM}); {_RAISE_LIMIT}")
+                    Image.MAX_IMAGE_PIXELS = limit  # further frames (GIF, ICO) are checked the same way
+                    im.load()
+                    mode = im.mode
+                    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                        a = np.asarray(im, dtype=np.float64)
+                        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+                        a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+                        a = np.repeat(a[..., None], 3, axis=2)
+                    elif mode == "F":
+                        raise DataError(f"{path}: floating-point images are not supported, expected 8- or "
+                                        f"16-bit RGB/gray")
+                    else:
+                        a = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected an image file") from None
-    except Image.DecompressionBombError as e:
-        raise DataError(f"{path}: refused as a possible decompression bomb ({e}); if the image is genuine, "
-                        f"raise Pillow's limit: PIL.Image.MAX_IMAGE_PIXELS = <pixels> (None: no limit)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: refused as a possible decompression bomb ({e}); {_RAISE_LIMIT}") from None
     except MemoryError:
-        raise DataError(f"{path}: the image does not fit in memory") from None
+        raise DataError(f"{path}: not enough memory to decode this image; free memory or use a smaller "
+                        f"image") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
     if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] < 1 or a.shape[1] < 1:
