@@ -209,7 +209,7 @@ def _relative_state_error(emu: dict, ref: dict) -> float:
     return math.sqrt(num / den) if den > 0 else (0.0 if num == 0 else math.inf)
 
 
-def _check_net(net, where):
+def _require_itnet(net, where):
     if not isinstance(net, ItNet):
         raise TypeError(f"{where}: net must be a minitnet ItNet (minitnet.load('W.h5')), got {type(net).__name__}")
 
@@ -228,7 +228,7 @@ def program(net: ItNet, hw: HardwareConfig, rng: np.random.Generator, calibratio
     calibrates on the first image it runs and warns (``CalibrationWarning``).
     ``options``: ``AnalogOptions`` (chunk sizes; no effect on the outputs).
     """
-    _check_net(net, "program")
+    _require_itnet(net, "program")
     check_hw(hw, "program")
     check_rng(rng, "program")
     g = net.graph(64, 64)  # layer shapes (and so the tiles) do not depend on the input size
@@ -246,6 +246,6 @@ def run(net: ItNet, x, hw: HardwareConfig, rng: np.random.Generator, last: int |
     that is what this one-shot helper does); for ranges fixed on other images, use
     ``program(net, hw, rng, calibration=...)`` and ``Chip.run``.
     """
-    _check_net(net, "run")
+    _require_itnet(net, "run")
     chip = program(net, hw, rng, calibration=x)
     return chip.run(x, rng, last=last, reference=reference)

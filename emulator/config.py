@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["HardwareConfig", "PRESETS", "preset", "DEVICE_MODELS", "MAX_BITS"]
+__all__ = ["HardwareConfig", "PRESETS", "preset", "with_overrides", "DEVICE_MODELS", "MAX_BITS"]
 
 DEVICE_MODELS = ("gaussian", "pcm")
 """Statistical device models; see ``HardwareConfig.device_model``."""
@@ -238,11 +238,19 @@ def preset(name: str, **overrides) -> HardwareConfig:
     """
     if not isinstance(name, str) or name not in PRESETS:
         raise ConfigError(f"unknown hardware preset {name!r}: expected one of {sorted(PRESETS)}")
-    valid = sorted(f.name for f in dataclasses.fields(HardwareConfig))
+    return with_overrides(PRESETS[name], overrides, f"preset({name!r})")
+
+
+def with_overrides(config, overrides: dict, where: str):
+    """``dataclasses.replace(config, **overrides)`` (validated like a new config), after checking
+    that every override names a field of the config's dataclass: an unknown one raises
+    ``ConfigError`` listing the valid fields, with a "did you mean" for near misses.
+    ``where``: the caller, for the message (e.g. ``"preset('pcm')"``)."""
+    valid = sorted(f.name for f in dataclasses.fields(config))
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         close = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
         hints = "; ".join(f"{k!r}: did you mean {v[0]!r}?" for k, v in close.items() if v)
-        raise ConfigError(f"preset({name!r}): unknown HardwareConfig field(s) {unknown}"
+        raise ConfigError(f"{where}: unknown {type(config).__name__} field(s) {unknown}"
                           + (f" ({hints})" if hints else "") + f"; valid fields: {valid}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    return dataclasses.replace(config, **overrides)
