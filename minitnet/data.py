@@ -119,7 +119,8 @@ def read_image(path, max_pixels=None) -> np.ndarray:
         raise DataError(f"{path}: not enough memory to decode this image; free memory or use a smaller "
                         f"image") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+        detail = str(e).replace(repr(path), "the file").replace(path, "the file")  # the path once
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {detail})") from None
     if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] < 1 or a.shape[1] < 1:
         raise DataError(f"{path}: decoded to shape {a.shape}, expected (H, W, 3)")
     return np.ascontiguousarray(a)

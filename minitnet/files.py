@@ -31,7 +31,11 @@ __all__ = ["WriteError", "ensure_numba_cache", "output_names", "plan_outputs", "
 
 
 class WriteError(MinitnetError, OSError):
-    """An output file could not be written (full disk, no permission, a folder in the way)."""
+    """An output file could not be written (full disk, no permission, a folder in the way);
+    ``errno`` and ``filename`` as the ``OSError`` it stands for."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
 
 
 # --- output names and the plan of a run -------------------------------------------------------
@@ -105,7 +109,7 @@ def plan_outputs(inputs, out_dir, files_of, protected=(), flag="--out") -> dict[
     names = output_names(unique)
     out_dir = Path(out_dir)
     plan = {p: [out_dir / f for f in files_of(names[p])] for p in unique}
-    reads = [(os.fspath(p), "an input") for p in unique] + [(os.fspath(p), "read by this run") for p in protected]
+    reads = [(os.fspath(p), "the input") for p in unique] + [(os.fspath(p), "the file") for p in protected]
     read_keys = {_key(p): (p, why) for p, why in reads}
     read_inodes = {i: (p, why) for p, why in reads if (i := _inode(p)) is not None}
     clashes, written = [], {}
@@ -114,13 +118,13 @@ def plan_outputs(inputs, out_dir, files_of, protected=(), flag="--out") -> dict[
             k = _key(t)
             hit = read_keys.get(k) or read_inodes.get(_inode(t))
             if hit:
-                clashes.append(f"{t} (an output of {src}) is {hit[0]}, {hit[1]}")
+                clashes.append(f"the output {t} of {src} is {hit[1]} {hit[0]}")
             elif k in written and written[k] != src:
                 clashes.append(f"{t} would be written for both {written[k]} and {src}")
             written.setdefault(k, src)
     if clashes:
         more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
-        raise ConfigError(f"refusing to write over the run's own files, nothing was written: "
+        raise ConfigError(f"refusing to overwrite files of this run (nothing was written): "
                           f"{'; '.join(clashes[:5])}{more}; choose another {flag} folder or rename the inputs")
     return plan
 
@@ -156,7 +160,9 @@ def write_atomic(path, write) -> Path:
     except OSError as e:
         if isinstance(e, WriteError):
             raise
-        raise WriteError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+        err = WriteError(f"cannot write {path}: {e.strerror or e}")
+        err.errno, err.filename = e.errno, str(path)
+        raise err from None
     finally:
         if tmp is not None:
             try:

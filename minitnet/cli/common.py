@@ -14,9 +14,9 @@ from ..config import ItNetConfig
 from ..errors import ConfigError
 
 __all__ = ["DATASETS", "DEFAULT_WEIGHTS", "WEIGHTS_DIR", "add_architecture_flags", "add_config_flags",
-           "add_geometry_flags", "format_pct",
+           "add_geometry_flags", "add_max_pixels_flag", "check_seed", "format_pct", "item_failed",
            "config_from_args", "config_or_weights", "default_weights", "describe", "geometry",
-           "parse_void", "print_json"]
+           "max_pixels_arg", "parse_void", "print_json"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "camvid-shared-f51.h5"
@@ -139,8 +139,49 @@ def geometry(args) -> tuple[int, int]:
     return h, w
 
 
+def add_max_pixels_flag(p: argparse.ArgumentParser) -> None:
+    """--max-pixels: the pixel limit of the images read (``minitnet.data.pixel_limit``)."""
+    p.add_argument("--max-pixels", default=None, metavar="N",
+                   help="refuse images of more than N pixels, a guard against decompression bombs; 'none': no "
+                        "limit (default: $MINITNET_MAX_PIXELS, else Pillow's limit, 89,478,485)")
+
+
+def max_pixels_arg(args):
+    """The pixel limit from --max-pixels (else MINITNET_MAX_PIXELS, else PIL's), checked before any work."""
+    from ..data import pixel_limit
+
+    value = getattr(args, "max_pixels", None)
+    try:
+        return pixel_limit(value)
+    except ConfigError as e:
+        if value is None:
+            raise
+        raise ConfigError(f"--max-pixels {value!r}: expected a positive number of pixels, or none for no "
+                          f"limit") from None
+
+
+def check_seed(seed: int, flag: str = "--seed") -> int:
+    """A seed for numpy's SeedSequence: an integer >= 0."""
+    if seed < 0:
+        raise ConfigError(f"{flag} {seed}: seeds are integers >= 0")
+    return seed
+
+
+def item_failed(command: str, path, err: BaseException) -> None:
+    """Print the one line of an item a batch skips: ``minitnet COMMAND: skipped PATH: why``
+    (the path once, even where the error's message starts with it)."""
+    text = str(err) or type(err).__name__
+    p = str(path)
+    if text.startswith(p + ": "):
+        text = text[len(p) + 2:]
+    elif isinstance(err, MemoryError):
+        text = f"out of memory ({text or 'MemoryError'}); free memory or use a smaller image"
+    print(f"minitnet {command}: skipped {p}: {text}", file=sys.stderr)
+
+
 def parse_void(spec: str | None):
-    """--void: None -> the default (C); 'none' -> nothing ignored; '11' or '11,255' -> those values."""
+    """--void: None -> the default (C); 'none' -> nothing ignored; '11' or '11,255' -> those values
+    (label maps hold uint8 class indices, so each value is in 0..255)."""
     if spec is None:
         return "classes"
     if spec.strip().lower() == "none":
@@ -150,7 +191,11 @@ def parse_void(spec: str | None):
     except ValueError:
         raise ConfigError(f"--void {spec!r}: expected none or a comma list of label values like 11 or 11,255") from None
     if not vals:
-        raise ConfigError(f"--void {spec!r}: no values")
+        raise ConfigError(f"--void {spec!r}: no values; expected none or a comma list of label values like 11")
+    bad = [v for v in vals if not 0 <= v <= 255]
+    if bad:
+        raise ConfigError(f"--void {spec!r}: {bad} out of range; label maps hold class indices 0..255 (uint8), "
+                          f"so void values are in 0..255 (e.g. 11 for CamVid, 255 for Cityscapes)")
     return vals
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, MinitnetError
-from .common import default_weights
+from .common import add_max_pixels_flag, default_weights, item_failed, max_pixels_arg
 
 HELP = """Segment images with an ItNet. For each image and requested output n it writes
-<stem>_m<n>.png (class indices, uint8, one channel) and <stem>_m<n>_color.png
-(CamVid palette) into --out; --overview adds <stem>_anytime.png, the input next to
-every requested output. Unreadable images are reported and skipped; the others
-are still processed (exit status 1 if any failed). Inputs are never overwritten."""
+<name>_m<n>.png (class indices, uint8, one channel) and <name>_m<n>_color.png
+(CamVid palette) into --out; --overview adds <name>_anytime.png, the input next to
+every requested output. <name> is the image's stem (a/x.png -> x); images that share
+a stem are named by their path from the folder they have in common, suffix
+included, with / and . as _ (a/x.png, b/x.png, a/x.jpg -> a_x_png, b_x_png,
+a_x_jpg). Every output path is checked before any work: a run that would write
+over one of its inputs (or the weights), or write one file twice, is refused and
+writes nothing. Files are written atomically (never a partial PNG). An image that
+cannot be read, is over the pixel limit (--max-pixels), runs out of memory or
+cannot be written is reported and skipped; the others are still processed (exit
+status 1 if any failed)."""
 
 
 def register(sub):
@@ -25,12 +30,16 @@ def register(sub):
     p.add_argument("--weights", default=None, help="HDF5 weights (default: the shipped shared CamVid model)")
     p.add_argument("--out", required=True, help="output folder (created if needed)")
     p.add_argument("--outputs", default="last", help="which outputs: last | all | a comma list like 1,6,16")
-    p.add_argument("--overview", action="store_true", help="also write <stem>_anytime.png")
+    p.add_argument("--overview", action="store_true", help="also write <name>_anytime.png")
+    add_max_pixels_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def parse_outputs(spec: str, heads: tuple[int, ...]) -> list[int]:
+    if not spec.strip(",").strip():
+        raise ConfigError(f"--outputs {spec!r}: empty; expected last, all, or a comma list of outputs like "
+                          f"1,6,16 (this model's outputs: {list(heads)})")
     if spec == "last":
         return [heads[-1]]
     if spec == "all":
@@ -40,8 +49,8 @@ def parse_outputs(spec: str, heads: tuple[int, ...]) -> list[int]:
     except ValueError:
         raise ConfigError(f"--outputs {spec!r}: expected last, all, or a comma list of outputs like 1,6,16") from None
     bad = [n for n in ns if n not in heads]
-    if bad or not ns:
-        raise ConfigError(f"--outputs {spec!r}: {bad or 'nothing'} not among this model's outputs {list(heads)}")
+    if bad:
+        raise ConfigError(f"--outputs {spec!r}: {bad} not among this model's outputs {list(heads)}")
     return ns
 
 
@@ -60,49 +69,54 @@ def overview(img: np.ndarray, maps: dict[int, np.ndarray]) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def run(args) -> int:
-    from PIL import Image
+def output_files(wanted, overview: bool):
+    """``files_of(name)`` for ``minitnet.files.plan_outputs``: the files segment writes for one image."""
+    def files_of(name):
+        fs = [f for n in wanted for f in (f"{name}_m{n}.png", f"{name}_m{n}_color.png")]
+        return fs + ([f"{name}_anytime.png"] if overview else [])
+    return files_of
 
+
+def run(args) -> int:
     from ..data import CAMVID_PALETTE, colorize, read_image
     from ..engine import load
+    from ..files import plan_outputs, prepare_out_dir, save_png
+    from ..inputs import check_logits
     from ..progress import Progress
 
+    if not str(args.out).strip():
+        raise ConfigError(f"--out {args.out!r}: empty; give a folder (`--out .` for the current one)")
+    limit = max_pixels_arg(args)
     weights = args.weights or default_weights()
     net = load(weights)
     wanted = parse_outputs(args.outputs, net.config.head_iterations)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    inputs = {os.path.realpath(p) for p in args.images}
+    plan = plan_outputs(args.images, args.out, output_files(wanted, args.overview), protected=[weights])
+    out = prepare_out_dir(args.out)
+    if len(plan) < len(args.images):
+        print(f"minitnet segment: {len(args.images) - len(plan)} image(s) given more than once, segmented once",
+              file=sys.stderr)
     failed = []
-    for path in Progress(args.images, desc="segment", disable=args.quiet or len(args.images) < 2):
+    for path, targets in Progress(list(plan.items()), desc="segment", disable=args.quiet or len(plan) < 2):
         try:
-            img = read_image(path)
-            stem = Path(path).stem
-            targets = {}
-            for n in wanted:
-                targets[n] = (out / f"{stem}_m{n}.png", out / f"{stem}_m{n}_color.png")
-            clash = [str(t) for pair in targets.values() for t in pair if os.path.realpath(t) in inputs]
-            if clash:
-                raise MinitnetError(f"refusing to overwrite input file(s) {clash}; choose another --out")
+            img = read_image(path, max_pixels=limit if limit is not None else "none")
+            files = iter(targets)
             maps = {}
             for n, logits in net.iter_outputs(img, last=wanted[-1]):
-                if n not in targets:
+                if n not in wanted:
                     continue
-                cls = logits[0].argmax(axis=0).astype(np.uint8)
-                Image.fromarray(cls).save(targets[n][0])
+                cls = check_logits(logits, n, str(path))[0].argmax(axis=0).astype(np.uint8)
                 col = colorize(cls, CAMVID_PALETTE)
-                Image.fromarray(col).save(targets[n][1])
+                save_png(next(files), cls)
+                save_png(next(files), col)
                 maps[n] = col
+                del logits
             if args.overview:
-                Image.fromarray(overview(img, maps)).save(out / f"{stem}_anytime.png")
-        except MinitnetError as e:
+                save_png(next(files), overview(img, maps))
+        except (MinitnetError, OSError, MemoryError) as e:  # this image only: report it, go on
             failed.append(str(path))
-            print(f"minitnet segment: {path}: {e}", file=sys.stderr)
-    done = len(args.images) - len(failed)
-    print(f"segmented {done}/{len(args.images)} images with {weights} (outputs {wanted}) into {out}",
-          file=sys.stderr)
+            item_failed("segment", path, e)
+    done = len(plan) - len(failed)
+    print(f"segmented {done}/{len(plan)} images with {weights} (outputs {wanted}) into {out}", file=sys.stderr)
     if failed:
         print(f"minitnet segment: {len(failed)} image(s) failed: {failed}", file=sys.stderr)
         return 1
