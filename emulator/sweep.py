@@ -22,7 +22,7 @@ Cells and tasks
     Programming is cheap but calibration is not (measured on the shipped f=51 model, one
     thread: programming 0.03 s, calibrating on 2 images 5.4 s, one image 1.1 s), so a cell is
     split only when the split is large: ``chunk`` images per task (default ``CHUNK``), and a
-    process keeps its last calibrated chip for the next chunk of the same cell.
+    worker thread keeps its last calibrated chip for the next chunk of the same cell.
 
 Seeds
     A cell's seed derives from (base seed, SHA-256 of the weights file's bytes, the
@@ -60,6 +60,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -352,8 +353,15 @@ def plan(spec: SweepSpec) -> _Plan:
 # ---------------------------------------------------------------------------------------------
 # the task (runs on a worker)
 # ---------------------------------------------------------------------------------------------
-_NETS: dict = {}          # weights sha256 -> ItNet, per process
-_CHIP: list = [None]      # (cell identity, calibrated Chip): the last chip of this process
+# Per thread (a worker with several threads runs tasks side by side; nets and chips keep buffers):
+# nets: weights sha256 -> ItNet; chip: (cell identity, calibrated Chip), the thread's last chip.
+_LOCAL = threading.local()
+
+
+def _cache():
+    if not hasattr(_LOCAL, "nets"):
+        _LOCAL.nets, _LOCAL.chip = {}, None
+    return _LOCAL
 
 
 def _scratch() -> Path:
@@ -363,19 +371,20 @@ def _scratch() -> Path:
 
 
 def _net(weights: bytes, sha: str):
-    """The ItNet of these weight bytes, loaded once per process (through a file: the reader takes paths)."""
-    if sha not in _NETS:
+    """The ItNet of these weight bytes, loaded once per thread (through a file: the reader takes paths)."""
+    nets = _cache().nets
+    if sha not in nets:
         import minitnet
 
         path = _scratch() / f"{sha}.h5"
         if not path.exists():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_bytes(weights)
             os.replace(tmp, path)
-        while len(_NETS) >= 4:              # a few models per process at a time
-            _NETS.pop(next(iter(_NETS)))
-        _NETS[sha] = minitnet.load(path)
-    return _NETS[sha]
+        while len(nets) >= 4:               # a few models per thread at a time
+            nets.pop(next(iter(nets)))
+        nets[sha] = minitnet.load(path)
+    return nets[sha]
 
 
 def _decode(src, reader):
@@ -432,15 +441,16 @@ def evaluate_chunk(weights: bytes, weights_sha: str, hw: HardwareConfig | None, 
         if hw is not None:
             ident = (weights_sha, _canonical_hw(hw), seed, tuple(str(c[0] if isinstance(c, tuple) else c)
                                                                  for c in calibration))
-            if _CHIP[0] is not None and _CHIP[0][0] == ident:
-                chip = _CHIP[0][1]
+            cache = _cache()
+            if cache.chip is not None and cache.chip[0] == ident:
+                chip = cache.chip[1]
             else:
                 from . import program
 
-                _CHIP[0] = None
+                cache.chip = None
                 calib = [_decode(c, read_image) for c in calibration]
                 chip = program(net, hw, _rng(seed, 0), calibration=calib)
-                _CHIP[0] = (ident, chip)
+                cache.chip = (ident, chip)
         for i, img_src, lab_src in items:
             img, lab = _decode(img_src, read_image), _decode(lab_src, read_label)
             if lab.shape != img.shape[:2]:
