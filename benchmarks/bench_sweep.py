@@ -52,7 +52,8 @@ def _spec(tmp_path_factory, seed):
     from emulator import sweep
 
     if FULL:
-        return sweep.SweepSpec(str(ROOT / "tests" / "data" / "camvid"), [str(ROOT / "weights" / "camvid-shared-f51.h5")],
+        return sweep.SweepSpec(str(ROOT / "tests" / "data" / "camvid"),
+                               [str(ROOT / "weights" / "camvid-shared-f51.h5")],
                                sweep.grid("pcm", {"t_inference": [0.0, 60.0, 3600.0, 86400.0]}, chips=2), seed=seed)
     from minitnet import ItNetConfig
     from netutil import write_random

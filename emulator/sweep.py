@@ -595,10 +595,11 @@ class _Distributed:
 
 @contextlib.contextmanager
 def connect(workers: int | None = None, scheduler: str | None = None, quiet: bool = True):
-    """A Dask ``Client``: of the scheduler at ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``) if
-    given (the variable only when ``workers`` is None), else of a new ``LocalCluster`` of ``workers`` one-thread processes (default: one per
-    core; Numba and BLAS at one thread); ``workers=0``: None (tasks run in this process with
-    Dask's synchronous scheduler). Closed on exit (a LocalCluster is shut down)."""
+    """A Dask ``Client``: of the scheduler at ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``, read
+    only when ``workers`` is None) if given, else of a new ``LocalCluster`` of ``workers``
+    one-thread processes (default: one per core; Numba and BLAS at one thread); ``workers=0``:
+    None (tasks run in this process with Dask's synchronous scheduler). Closed on exit (a
+    LocalCluster is shut down)."""
     if scheduler is None and workers is None:    # an explicit worker count keeps the sweep local
         scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
     if scheduler is None and workers == 0:
