@@ -12,23 +12,28 @@ field as an override flag (``--t-inference 3600``, ``--out-bits 6``, ``--inp-bou
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from minitnet.cli.common import (add_architecture_flags, config_or_weights, default_weights,
-                                 describe, format_pct, geometry, parse_void, print_json)
+from minitnet.cli.common import (add_architecture_flags, add_max_pixels_flag, check_seed, config_or_weights,
+                                 default_weights, describe, format_pct, geometry, max_pixels_arg, parse_void,
+                                 print_json)
+from minitnet.errors import DataError, NumericalError
 from minitnet.graph import build_graph
 
 from .config import PRESETS, HardwareConfig, preset
 from .errors import ConfigError
 from .energy import EnergyConfig, energy_preset
+from .tiles import plan_layer
 from .timing import TimingConfig
 
-__all__ = ["add_hardware_flags", "hardware_from_args", "register"]
+__all__ = ["add_hardware_flags", "check_mappable", "hardware_from_args", "physics_guard", "register"]
 
 
 def register(sub) -> None:
@@ -106,11 +111,53 @@ def _hw_changes(hw) -> dict:
     return {f.name: getattr(hw, f.name) for f in dataclasses.fields(hw) if getattr(hw, f.name) != getattr(d, f.name)}
 
 
+def _describe_changes(hw) -> str:
+    return ", ".join(f"{k}={v}" for k, v in _hw_changes(hw).items()) or "the ideal preset"
+
+
+def check_mappable(cfg, hw, rows_flag: str = "--rows") -> None:
+    """Plan every unique conv layer of ``cfg`` on tiles of ``hw`` once, before any work: a
+    configuration that validation accepts but the network cannot map (a 3x3 depthwise channel
+    needs 9 rows of one tile) is a ``ConfigError`` naming the layer, its need and the flag."""
+    size = 2 ** (cfg.levels + 3)  # the layers' shapes per pixel do not depend on the image size
+    for layer in build_graph(cfg, size, size).conv_layers():
+        try:
+            plan_layer(layer, hw)
+        except ValueError as e:
+            kh, kw = layer.kernel_size
+            if layer.depthwise and hw.rows < kh * kw:
+                raise ConfigError(f"{rows_flag} {hw.rows}: layer {layer.name!r} is a {kh}x{kw} depthwise conv, each "
+                                  f"of its channels needs {kh * kw} rows of one tile, tiles have {hw.rows}; "
+                                  f"use {rows_flag} {kh * kw} or more") from None
+            raise ConfigError(f"layer {layer.name!r} cannot be mapped onto {hw.rows}x{hw.cols} tiles: {e}") from None
+
+
+@contextlib.contextmanager
+def physics_guard(command: str, hw):
+    """Run the emulated physics with NumPy's floating-point warnings collected instead of printed
+    raw; afterwards print one warning naming the settings if any occurred. A Python
+    ``OverflowError`` (a setting far beyond the physical range) becomes a ``ConfigError``."""
+    seen = set()
+    changes = _describe_changes(hw)
+    try:
+        with np.errstate(over="call", invalid="call", divide="call", under="ignore",
+                         call=lambda kind, flag: seen.add(kind)):
+            yield seen
+    except (OverflowError, FloatingPointError) as e:
+        raise ConfigError(f"the emulated physics overflows with these settings ({changes}): {e}; use values within "
+                          f"the physical range (emulator/README.md)") from None
+    if seen:  # the run finished: say once that its numbers went through overflows
+        print(f"minitnet {command}: warning: the emulated physics gave {' and '.join(sorted(seen))} in float "
+              f"arithmetic with these settings ({changes}); values far beyond the physical range make the "
+              f"results meaningless", file=sys.stderr)
+
+
 def _common(p):
     p.add_argument("--weights", default=None, metavar="W.h5",
                    help="HDF5 weights (default: the shipped shared CamVid model)")
     add_hardware_flags(p)
-    p.add_argument("--seed", type=int, default=0, help="random seed of programming and read noise (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of programming and read noise, an integer >= 0 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--report", action="store_true", help="also print the tile mapping report")
 
@@ -123,7 +170,9 @@ def _register_emulate(sub):
     p.add_argument("--calibration", nargs="+", default=None, metavar="IMAGE",
                    help="images that fix the DAC/ADC ranges (default: IMAGE itself)")
     p.add_argument("--out", default=None, metavar="FOLDER",
-                   help="write <stem>_emu_m<n>.png (class indices) and <stem>_emu_m<n>_color.png per output")
+                   help="write <stem>_emu_m<n>.png (class indices) and <stem>_emu_m<n>_color.png per output "
+                        "(never over IMAGE, a calibration image or the weights: refused before any work)")
+    add_max_pixels_flag(p)
     p.set_defaults(func=run_one)
 
     q = sub.add_parser("emulate-eval", help="mIoU per output on several emulated chips over a dataset split",
@@ -151,35 +200,51 @@ def _register_emulate(sub):
 def run_one(args) -> int:
     from minitnet.data import CAMVID_PALETTE, colorize, read_image
     from minitnet.engine import load
+    from minitnet.files import plan_outputs, prepare_out_dir, save_png
 
     from . import format_report, program
 
+    if args.out is not None and not str(args.out).strip():
+        raise ConfigError(f"--out {args.out!r}: empty; give a folder (`--out .` for the current one)")
+    check_seed(args.seed)
+    limit = max_pixels_arg(args)
+    limit = "none" if limit is None else limit
     hw = hardware_from_args(args)
     weights = Path(args.weights) if args.weights else default_weights()
     net = load(weights)
-    img = read_image(args.image)
-    calib = [read_image(p) for p in args.calibration] if args.calibration else [img]
-    rng_prog, rng_run = (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2))
-    chip = program(net, hw, rng_prog, calibration=calib)  # used only where hw needs ranges
-    floats = dict(net.iter_outputs(img))
-    rows = []
-    out = Path(args.out) if args.out else None
-    if out is not None:
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"--out {out}: exists and is not a folder")
-        out.mkdir(parents=True, exist_ok=True)
-    for n, logits, err in chip.run(img, rng_run):
-        ref = floats[n]
-        rel = float(np.linalg.norm(logits - ref) / max(np.linalg.norm(ref), 1e-30))
-        cls = logits[0].argmax(axis=0)
-        agree = float(np.mean(cls == ref[0].argmax(axis=0)))
-        rows.append({"output": n, "state_error": err, "logits_error": rel, "pixel_agreement": agree})
-        if out is not None:
-            from PIL import Image
+    check_mappable(net.config, hw, "--rows")
+    targets = None
+    if args.out is not None:
+        def files_of(name):
+            return [f for n in net.config.head_iterations for f in (f"{name}_emu_m{n}.png", f"{name}_emu_m{n}_color.png")]
 
-            stem = Path(args.image).stem
-            Image.fromarray(cls.astype(np.uint8)).save(out / f"{stem}_emu_m{n}.png")
-            Image.fromarray(colorize(cls, CAMVID_PALETTE)).save(out / f"{stem}_emu_m{n}_color.png")
+        plan = plan_outputs([args.image], args.out, files_of, protected=list(args.calibration or []) + [weights])
+        targets = iter(next(iter(plan.values())))
+    img = read_image(args.image, max_pixels=limit)
+    calib = [read_image(p, max_pixels=limit) for p in args.calibration] if args.calibration else [img]
+    out = prepare_out_dir(args.out) if args.out is not None else None
+    rng_prog, rng_run = (np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(2))
+    rows = []
+    try:
+        with physics_guard("emulate", hw):
+            chip = program(net, hw, rng_prog, calibration=calib)  # used only where hw needs ranges
+            floats = dict(net.iter_outputs(img))
+            for n, logits, err in chip.run(img, rng_run):
+                if not np.all(np.isfinite(logits)):
+                    raise NumericalError(f"the emulated logits of output {n} are not finite (NaN/inf): the hardware "
+                                         f"settings overflow float32 ({_describe_changes(hw)}); use values within "
+                                         f"the physical range (emulator/README.md)")
+                ref = floats[n]
+                rel = float(np.linalg.norm(logits - ref) / max(np.linalg.norm(ref), 1e-30))
+                cls = logits[0].argmax(axis=0)
+                agree = float(np.mean(cls == ref[0].argmax(axis=0)))
+                rows.append({"output": n, "state_error": err, "logits_error": rel, "pixel_agreement": agree})
+                if out is not None:
+                    save_png(next(targets), cls.astype(np.uint8))
+                    save_png(next(targets), colorize(cls, CAMVID_PALETTE))
+    except MemoryError as e:
+        raise DataError(f"{args.image}: out of memory emulating this {img.shape[1]}x{img.shape[0]} image "
+                        f"({e or 'MemoryError'}); free memory or use a smaller image") from None
     report = chip.report(img.shape[0], img.shape[1])
     if args.json:
         print_json({"weights": str(weights), "image": str(args.image), "preset": args.preset,
@@ -221,13 +286,17 @@ def run_eval(args) -> int:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     if args.calibration_images < 1:
         raise ConfigError(f"--calibration-images must be >= 1, got {args.calibration_images}")
+    check_seed(args.seed)
+    void = parse_void(args.void)
     hw = hardware_from_args(args)
     weights = Path(args.weights) if args.weights else default_weights()
     net = load(weights)
-    ev = evaluate_chips(net, args.data_dir, hw, chips=args.chips, seed=args.seed, split=args.split,
-                        void=parse_void(args.void), limit=args.limit, calibration_images=args.calibration_images,
-                        calibration_split=args.calibration_split, state_error=args.state_error,
-                        progress=not args.quiet)
+    check_mappable(net.config, hw, "--rows")
+    with physics_guard("emulate-eval", hw):
+        ev = evaluate_chips(net, args.data_dir, hw, chips=args.chips, seed=args.seed, split=args.split,
+                            void=void, limit=args.limit, calibration_images=args.calibration_images,
+                            calibration_split=args.calibration_split, state_error=args.state_error,
+                            progress=not args.quiet)
     if args.plot:
         plot_chips(args.plot, ev, title=f"{weights.name} on {args.preset} tiles: {args.split} split, "
                                         f"{ev.images} images, {ev.chips} chips")
@@ -349,6 +418,7 @@ def run_timing(args) -> int:
     timing_sets, energy_sets = _parse_sets(args.set)
     timing = TimingConfig(**timing_sets)
     energy = energy_preset(args.preset, **energy_sets)
+    check_mappable(cfg, hw, "--tile-rows")
     graph = build_graph(cfg, h, w)
     t0 = time.perf_counter()
     rep = time_graph(graph, hw, timing, frames=args.frames, replication=args.replication, split=args.split,
