@@ -213,3 +213,19 @@ def test_cli_on_a_running_scheduler(capsys, monkeypatch, tmp_path, client, data,
     rows = json.loads(capsys.readouterr().out)["rows"]
     assert [r["miou"] for r in rows] == list(reference.table["miou"])
     assert len(client.scheduler_info()["workers"]) == 2     # the cluster is still there: joined, not started
+
+
+def test_interrupted_run_keeps_finished_cells(tmp_path, data, weights, reference):
+    """The table is written after every cell: an interrupt after the 2nd cell keeps those 2, the rerun does the rest."""
+    out = tmp_path / "r.parquet"
+
+    def interrupt(info):
+        if info["done"] == 4:              # 2 chunks per cell: the 2nd cell just finished
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(spec(data, weights), out=out, on_task=interrupt)
+    assert sweep.read_table(out)["cell"].nunique() == 2
+    res = sweep.run_sweep(spec(data, weights), out=out)
+    assert res.cells_run == 2 and res.tasks_run == 4
+    pd.testing.assert_frame_equal(numbers(res), numbers(reference), check_exact=True)
