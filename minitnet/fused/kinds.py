@@ -56,11 +56,13 @@ def bottleneck_bands(H: int, T: int, options: FusedOptions) -> int:
 
 
 class OpKind(NamedTuple):
+    """A lowered-op kind: ``run`` its kernel call, ``scratch`` its scratch per worker (module docstring)."""
+
     run: Callable
     scratch: Callable
 
 
-def _none(info, T, options) -> dict:
+def _no_scratch(info, T, options) -> dict:
     return {}
 
 
@@ -149,11 +151,11 @@ def _run_copy(plan, op, n, src, dst, res, ws, T):
 #: lowered-op kind -> OpKind(run, scratch)
 KINDS: dict[str, OpKind] = {
     "winograd": OpKind(_run_winograd, _scratch_winograd),
-    "taps": OpKind(_run_taps, _none),
+    "taps": OpKind(_run_taps, _no_scratch),
     "im2col": OpKind(_run_im2col, _scratch_im2col),
     "bottleneck": OpKind(_run_bottleneck, _scratch_bottleneck),
-    "affine": OpKind(_run_affine, _none),
-    "pool": OpKind(_run_pool, _none),
+    "affine": OpKind(_run_affine, _no_scratch),
+    "pool": OpKind(_run_pool, _no_scratch),
     "resize": OpKind(_run_resize, _scratch_resize),
-    "copy": OpKind(_run_copy, _none),
+    "copy": OpKind(_run_copy, _no_scratch),
 }
