@@ -45,30 +45,38 @@ _ZERO = np.float32(0.0)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
+def _dac_copy(src, stride, L, step, bound, d):
+    """d[i] = quantise(src[i * stride]; L, step, bound): one row segment through the DAC."""
+    if stride == 1:  # a constant stride vectorises
+        for i in range(d.shape[0]):
+            d[i] = quantise(src[i], L, step, bound)
+    else:
+        for i in range(d.shape[0]):
+            d[i] = quantise(src[i * stride], L, step, bound)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def im2col_row(x, n, conv, oy0, oy1, dac, col, r):
-    """Row r of ``im2col_dac_nchw``'s col."""
+    """Row r = (ci, ky, kx) of ``im2col_dac_nchw``'s col: the output rows whose tap row falls in
+    the padding are zeros, the others the DAC outputs of their input row, zero where tap column
+    kx falls in the padding."""
     KH, KW, stride, padding = conv
     L, s, bnd = dac[0], dac[1][r], dac[2][r]
     H, W = x.shape[2], x.shape[3]
     OW = col.shape[1] // (oy1 - oy0)
     ci, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
     ox0, ox1 = valid_range(kx, padding, stride, W, OW)
-    for oy in range(oy0, oy1):
-        dst = col[r, (oy - oy0) * OW:(oy - oy0 + 1) * OW]  # seek to col[r, oy - oy0, :]
-        iy = oy * stride + ky - padding
-        if iy < 0 or iy >= H:
-            dst[:] = _ZERO
-        else:
-            dst[:ox0] = _ZERO
-            dst[ox1:] = _ZERO
-            d = dst[ox0:ox1]
-            src = x[n, ci, iy, ox0 * stride + kx - padding:]  # 0-based loops: no wraparound checks
-            if stride == 1:
-                for i in range(d.shape[0]):
-                    d[i] = quantise(src[i], L, s, bnd)
-            else:
-                for i in range(d.shape[0]):
-                    d[i] = quantise(src[i * stride], L, s, bnd)
+    lo, hi = valid_range(ky, padding, stride, H, oy1)
+    a, b = max(lo, oy0), max(hi, oy0)  # output rows a..b-1 read the image, the others the padding
+    row = col[r]
+    row[:(a - oy0) * OW] = _ZERO
+    row[(b - oy0) * OW:] = _ZERO
+    for oy in range(a, b):
+        dst = row[(oy - oy0) * OW:(oy - oy0 + 1) * OW]  # seek to col[r, oy - oy0, :]
+        dst[:ox0] = _ZERO
+        dst[ox1:] = _ZERO
+        src = x[n, ci, oy * stride + ky - padding, ox0 * stride + kx - padding:]  # 0-based: no wraparound checks
+        _dac_copy(src, stride, L, s, bnd, dst[ox0:ox1])
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
