@@ -292,3 +292,77 @@ def test_physics_overflow_of_python_floats_is_a_config_error(tmp_path, weights, 
     err = capfd.readouterr().err
     assert "Traceback" not in err and "RuntimeWarning" not in err
     assert "error: the emulated physics overflows with these settings (g_max=1e+300" in err
+
+
+# -- the class: no set of file names makes segment write over an input or over its own outputs ----
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from minitnet.cli.segment import output_files  # noqa: E402
+from minitnet.errors import ConfigError  # noqa: E402
+from minitnet.files import plan_outputs  # noqa: E402
+
+FOLDERS = ["a", "b", "a/c", "out", "."]
+STEMS = ["x", "X", "x_m2", "x_m1", "x_anytime", "x_m2_color", "x_png", "a_x_png", "y", "x.tar"]
+SUFFIXES = [".png", ".jpg", ".PNG", ".jpeg"]
+
+inputs_st = st.lists(st.tuples(st.sampled_from(FOLDERS), st.sampled_from(STEMS), st.sampled_from(SUFFIXES)),
+                     min_size=1, max_size=6)
+outputs_st = st.sampled_from([(2,), (1,), (1, 2)])
+
+
+def _paths(root, items):
+    return [os.path.join(root, folder, stem + suffix) for folder, stem, suffix in items]
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(items=inputs_st, out=st.sampled_from(FOLDERS), wanted=outputs_st, overview=st.booleans(),
+       repeat=st.booleans())
+@example(items=[("a", "x", ".png"), ("a", "x_anytime", ".png")], out="a", wanted=(2,), overview=True,
+         repeat=False)  # the case 1: refused
+@example(items=[("a", "x", ".png"), ("b", "x", ".png"), ("a", "x", ".jpg")], out="out", wanted=(2,),
+         overview=False, repeat=False)  # case 3: renamed
+def test_property_output_plan_never_clashes(items, out, wanted, overview, repeat):
+    root = "/nonexistent/run"
+    inputs = _paths(root, items) + (_paths(root, items[:1]) if repeat else [])  # a file given twice
+    out_dir = os.path.join(root, out)
+    files_of = output_files(list(wanted), overview)
+    key = os.path.normpath
+    try:
+        plan = plan_outputs(inputs, out_dir, files_of, protected=[os.path.join(root, "w.h5")])
+    except ConfigError as e:
+        assert "refusing to overwrite" in str(e)
+        # refused only where an input sits in the output folder (a name of this run could be taken)
+        assert any(key(os.path.dirname(p)) == key(out_dir) for p in inputs), (inputs, out_dir, e)
+        return
+    outputs = [key(str(t)) for ts in plan.values() for t in ts]
+    assert len(outputs) == len(set(outputs)) == len({key(p) for p in inputs}) * len(files_of("n"))
+    assert not set(outputs) & {key(p) for p in inputs}
+    assert all(key(os.path.dirname(t)) == key(out_dir) for t in outputs)
+
+
+@settings(derandomize=True, max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(items=st.lists(st.tuples(st.sampled_from(FOLDERS[:4]), st.sampled_from(STEMS[:6]),
+                                st.sampled_from(SUFFIXES[:2])), min_size=2, max_size=4, unique=True),
+       out=st.sampled_from(FOLDERS[:4]))
+def test_property_segment_never_overwrites_inputs_or_its_outputs(weights, items, out):
+    with tempfile.TemporaryDirectory() as root:
+        inputs = _paths(root, items)
+        for i, p in enumerate(inputs):  # image i is 16+i pixels wide: each output tells whose it is
+            _img(p, seed=i, size=(16 + i, 12))
+        before = {p: Path(p).read_bytes() for p in inputs}
+        out_dir = os.path.join(root, out)
+        listing = sorted(Path(root).rglob("*"))
+        rc = main(["segment", *inputs, "--weights", weights, "--out", out_dir, "--outputs", "all", "--overview",
+                   "--quiet"])
+        assert {p: Path(p).read_bytes() for p in inputs} == before
+        if rc != 0:
+            assert sorted(Path(root).rglob("*")) == listing  # refused before any work: nothing written
+            return
+        plan = plan_outputs(inputs, out_dir, output_files([1, 2], True))
+        for i, p in enumerate(inputs):
+            for t in plan[p]:
+                with Image.open(t) as im:
+                    width = im.size[0] if not t.name.endswith("_anytime.png") else (im.size[0] - 8) // 3
+                assert width == 16 + i, (t, p)
