@@ -25,6 +25,7 @@ from minitnet.cli.common import (add_architecture_flags, add_max_pixels_flag, ch
                                  default_weights, describe, format_pct, geometry, max_pixels_arg, parse_void,
                                  print_json)
 from minitnet.errors import DataError, NumericalError
+from minitnet.files import check_output_file
 from minitnet.graph import build_graph
 
 from .config import PRESETS, HardwareConfig, preset
@@ -290,6 +291,8 @@ def run_eval(args) -> int:
     void = parse_void(args.void)
     hw = hardware_from_args(args)
     weights = Path(args.weights) if args.weights else default_weights()
+    if args.plot:
+        check_output_file(args.plot, "--plot", protected=[weights], data_dir=args.data_dir)
     net = load(weights)
     check_mappable(net.config, hw, "--rows")
     with physics_guard("emulate-eval", hw):
@@ -419,6 +422,8 @@ def run_timing(args) -> int:
     timing = TimingConfig(**timing_sets)
     energy = energy_preset(args.preset, **energy_sets)
     check_mappable(cfg, hw, "--tile-rows")
+    if args.plot:
+        check_output_file(args.plot, "--plot", protected=[weights] if weights else [])
     graph = build_graph(cfg, h, w)
     t0 = time.perf_counter()
     rep = time_graph(graph, hw, timing, frames=args.frames, replication=args.replication, split=args.split,

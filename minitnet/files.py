@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import ConfigError, MinitnetError
 
-__all__ = ["WriteError", "ensure_numba_cache", "output_names", "plan_outputs", "prepare_out_dir",
+__all__ = ["WriteError", "check_output_file", "ensure_numba_cache", "output_names", "plan_outputs", "prepare_out_dir",
            "same_file", "save_png", "write_atomic"]
 
 
@@ -142,6 +142,27 @@ def prepare_out_dir(out, flag="--out") -> Path:
         raise ConfigError(f"{flag} {out}: cannot create the folder ({e.strerror or e}); "
                           f"give a writable folder") from None
     return out
+
+
+def check_output_file(path, flag: str, protected=(), data_dir=None) -> Path:
+    """A single output file (``--plot F.png``), checked before a long run rather than after it:
+    ``ConfigError`` if the path is empty or a folder, its folder does not exist, or it names a
+    file the run reads (``protected``, or any file below ``data_dir``)."""
+    if path is None or not str(path).strip():
+        raise ConfigError(f"{flag} {path!r}: empty; give a file name like out.png")
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {p}: is a folder, expected a file name like {p / 'plot.png'}")
+    if not p.parent.is_dir():
+        raise ConfigError(f"{flag} {p}: the folder {p.parent} does not exist (or is not a folder); create it first")
+    for q in protected:
+        if same_file(p, q):
+            raise ConfigError(f"{flag} {p}: is {q}, a file this run reads; refusing to overwrite it")
+    if data_dir is not None and p.exists():
+        root = _key(data_dir) + os.sep
+        if _key(p).startswith(root):
+            raise ConfigError(f"{flag} {p}: is a file of the dataset {data_dir}; refusing to overwrite it")
+    return p
 
 
 # --- atomic writes ----------------------------------------------------------------------------

@@ -366,3 +366,31 @@ def test_property_segment_never_overwrites_inputs_or_its_outputs(weights, items,
                 with Image.open(t) as im:
                     width = im.size[0] if not t.name.endswith("_anytime.png") else (im.size[0] - 8) // 3
                 assert width == 16 + i, (t, p)
+
+
+# -- --plot: checked before the evaluation, never over a file the run reads ---------------------
+@pytest.mark.parametrize("command", ["eval", "emulate-eval", "emulate-timing"])
+def test_plot_path_is_checked_before_any_work(tmp_path, weights, capsys, command):
+    pytest.importorskip("matplotlib")
+    args = [command] + ([] if command == "emulate-timing" else ["tests/data/camvid", "--limit", "1"])
+    args += ["--weights", weights]
+    assert main(args + ["--plot", str(tmp_path / "no" / "such" / "p.png")]) == 1
+    assert "the folder" in capsys.readouterr().err
+    assert main(args + ["--plot", weights]) == 1
+    assert "a file this run reads; refusing to overwrite it" in capsys.readouterr().err
+    if command != "emulate-timing":
+        label = "tests/data/camvid/valannot/0016E5_07959.png"
+        assert main(args + ["--plot", label]) == 1
+        assert "a file of the dataset" in capsys.readouterr().err
+
+
+def test_an_os_error_that_ends_a_run_is_one_line(tmp_path, weights, capsys, monkeypatch):
+    import minitnet.metrics
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(minitnet.metrics, "evaluate", full)
+    monkeypatch.setattr("minitnet.cli.evaluate.evaluate", full)
+    assert main(["eval", "tests/data/camvid", "--weights", weights]) == 1
+    assert "minitnet eval: error: [Errno 28] No space left on device" in capsys.readouterr().err

@@ -9,7 +9,8 @@ point names a module with ``register(subparsers)``, which adds one or more parse
     emulate = "emulator.cli"
 
 Both kinds of module are loaded the same way, so a plug-in needs nothing else. ``main``
-turns every ``MinitnetError`` into ``minitnet COMMAND: error: ...`` and exit status 1.
+turns every ``MinitnetError`` into ``minitnet COMMAND: error: ...`` and exit status 1, and so
+an ``OSError`` (a full disk, a path that cannot be written) or a ``MemoryError`` that ends a run.
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def main(argv=None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as e:  # the machine, not the program: a full disk, a path that cannot be written
+        print(f"minitnet {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except MemoryError as e:
+        print(f"minitnet {args.command}: error: out of memory ({e or 'MemoryError'}); free memory or use "
+              f"smaller inputs", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"minitnet {args.command}: interrupted", file=sys.stderr)
         return 130

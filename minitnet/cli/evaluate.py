@@ -65,6 +65,10 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {args.limit}")
     weights = Path(args.weights) if args.weights else default_weights()
+    if args.plot:
+        from ..files import check_output_file
+
+        check_output_file(args.plot, "--plot", protected=[weights], data_dir=args.data_dir)
     net = minitnet.load(weights)
     void = parse_void(args.void)
     ev = evaluate(net, args.data_dir, args.split, void=void, limit=args.limit, auc_x=args.auc_x,
