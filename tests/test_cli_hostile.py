@@ -215,6 +215,23 @@ def test_out_of_memory_while_segmenting_skips_that_image(tmp_path, weights, caps
     assert (tmp_path / "o" / "b_m2.png").exists()
 
 
+def test_out_of_memory_while_decoding_skips_that_image(tmp_path, weights, capsys, monkeypatch):
+    from PIL import ImageFile
+
+    a, b = _img(tmp_path / "a.png"), _img(tmp_path / "b.png", 1)
+    real = ImageFile.ImageFile.load
+
+    def load(self):
+        if str(getattr(self, "filename", "")).endswith("a.png"):
+            raise MemoryError
+        return real(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    assert _seg(a, b, "--weights", weights, "--out", tmp_path / "o") == 1
+    err = capsys.readouterr().err
+    assert f"skipped {a}: not enough memory to decode this image" in err and "segmented 1/2" in err
+
+
 # -- weak messages -----------------------------------------------------------------------------
 def test_an_unreadable_image_is_named_once(tmp_path, weights, capsys):
     bad = tmp_path / "bad.png"
