@@ -46,7 +46,6 @@ energy of a streamed frame, static included.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import numbers
 import types
@@ -54,6 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import with_overrides
 from .errors import ConfigError
 from .schedule import Schedule, rows_read
 from minitnet.graph import ACT_RELU, ACT_RELU6, op_spec
@@ -173,14 +173,7 @@ def energy_preset(name: str, **overrides) -> EnergyConfig:
     """The energy preset ``name`` with ``overrides`` applied (validated like a new config)."""
     if not isinstance(name, str) or name not in ENERGY_PRESETS:
         raise ConfigError(f"unknown energy preset {name!r}: expected one of {sorted(ENERGY_PRESETS)}")
-    valid = sorted(f.name for f in dataclasses.fields(EnergyConfig))
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        close = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
-        hints = "; ".join(f"{k!r}: did you mean {v[0]!r}?" for k, v in close.items() if v)
-        raise ConfigError(f"energy_preset({name!r}): unknown EnergyConfig field(s) {unknown}"
-                          + (f" ({hints})" if hints else "") + f"; valid fields: {valid}")
-    return dataclasses.replace(ENERGY_PRESETS[name], **overrides)
+    return with_overrides(ENERGY_PRESETS[name], overrides, f"energy_preset({name!r})")
 
 
 def _unit(name: str) -> str:
