@@ -12,7 +12,7 @@ One group per size, ``emulator:f51:HxW``, with
 ``extra_info`` records the threads, the tiles, and for ``pcm`` the ratio to the float
 engine (``ratio_vs_float`` = median emulated / median float, from ROUNDS rounds that
 alternate the two passes in the same test, plus both medians), printed with ``-s``. Weights: the shipped
-random-weight f=51 demo (timing does not depend on the values). Correctness is checked
+shared f=51 model. Correctness is checked
 once outside the timed calls: the ``ideal`` preset must reproduce the float logits.
 Default threads measure what users get (the emulator holds BLAS to one thread inside its
 kernels and parallelises over chunks of rows with numba); on a machine shared with other
@@ -34,7 +34,7 @@ import minitnet
 
 FULL = os.environ.get("MINITNET_BENCH_FULL") == "1"
 SIZES = [(360, 480)] if FULL else [(36, 48)]
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "demo-random-f51.h5"
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "camvid-shared-f51.h5"
 ROUNDS = 5 if FULL else 2
 
 

@@ -27,10 +27,8 @@ _CONFIG_DESTS = ("levels", "blocks", "iterations", "width", "classes", "shared",
 
 
 def default_weights() -> Path:
-    """The shipped shared model (falls back to the random-weight demo file if absent)."""
-    if DEFAULT_WEIGHTS.exists():
-        return DEFAULT_WEIGHTS
-    return WEIGHTS_DIR / "demo-random-f51.h5"
+    """The shipped shared model, ``weights/camvid-shared-f51.h5``."""
+    return DEFAULT_WEIGHTS
 
 
 def add_config_flags(p: argparse.ArgumentParser, defaults_none: bool = False) -> None:
