@@ -337,10 +337,7 @@ def test_interleaved_runs_do_not_share_buffers():
 
 
 def test_blas_threads_restored():
-    fns = blas._openblas_thread_fns()
-    if fns is None:
-        pytest.skip("SciPy's OpenBLAS thread setter not found")
-    get, put = fns
+    get, put = blas.blas_num_threads, blas.set_blas_num_threads
     old = get()
     put(2)
     try:

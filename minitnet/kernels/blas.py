@@ -89,12 +89,6 @@ def set_blas_num_threads(n: int) -> None:
         lib.set_num_threads(n)
 
 
-def _openblas_thread_fns():
-    """(get, set) of the BLAS thread count, or None when no BLAS is found. The older spelling
-    of ``(blas_num_threads, set_blas_num_threads)``, still read by tests/test_fused.py."""
-    return (blas_num_threads, set_blas_num_threads) if _blas_libs() else None
-
-
 @contextlib.contextmanager
 def single_threaded_blas():
     """Run the block with every loaded BLAS on one thread; restore each library's count after.
