@@ -19,8 +19,8 @@ Cells and tasks
     images and returns a confusion matrix per output; the driver sums a cell's chunks and
     writes its rows as soon as the last chunk is in. Every task programs its chip again from
     the cell's seed, so the chunks of a cell score the same chip wherever they run.
-    Programming is cheap but calibration is not (on 2 images it costs about as much as scoring
-    5; measured in emulator/README.md, Sweeps), so a cell is split only when the split is
+    Programming is cheap but calibration is not (it runs the float engine over the calibration
+    images through every iteration; measured in emulator/README.md, Sweeps), so a cell is split only when the split is
     large: ``chunk`` images per task (default ``CHUNK``), and a worker thread keeps its last
     calibrated chip for the next chunk of the same cell.
 

@@ -1,8 +1,7 @@
 """Float32 arrays handed out again once their caller has dropped them.
 
-Fresh memory costs a page fault per page: on the reference machine about a third
-of a 480x360 run with all 16 outputs went to faulting new logits maps, and the
-emulator's pass fell from 0.46 to 0.38 s once its activations were reused. A
+Fresh memory costs a page fault per page, a large share of a run whose outputs are
+big maps (the logits of every anytime output, the emulator's activations). A
 ``Recycler`` keeps the arrays it hands out and hands one out again when nothing
 but the recycler refers to it any more (``sys.getrefcount``: a view keeps its base
 alive, so an array whose view the caller holds is never reused).

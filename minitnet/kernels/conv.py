@@ -1,14 +1,11 @@
 """Dense and grouped 2-D convolution kernels (NCHW, OIHW weights).
 
-Strategy, measured on this 2-core box (3x3 102->25 at 90x120, 496 MFLOP):
-a direct numba loop reached ~5 GFLOP/s, im2col + BLAS sgemm ~50-60 (sgemm
-alone >100), so dense and grouped convs use ``conv2d_nchw_gemm``: it walks the
-output rows in tiles, unfolds each tile into a caller-provided flat scratch
-``col`` (about 1 MiB, so it stays in L2; smaller tiles measured faster than
-unfolding the whole image), multiplies with ``np.dot`` (BLAS) into a scratch
-``acc`` and fuses bias, residual and activation into the copy to ``out``.
-Single-threaded that is ~2x slower than torch's oneDNN on this layer; about a
-third of the time is the unfolding. A 1x1/stride-1/no-padding conv needs no
+Strategy: a direct loop runs at a small fraction of BLAS's sgemm rate, so dense
+and grouped convs use ``conv2d_nchw_gemm``: it walks the output rows in tiles,
+unfolds each tile into a caller-provided flat scratch ``col`` (about 1 MiB, so
+it stays in L2, which beats unfolding the whole image), multiplies with
+``np.dot`` (BLAS) into a scratch ``acc`` and fuses bias, residual and activation
+into the copy to ``out``. A 1x1/stride-1/no-padding conv needs no
 unfolding: ``conv2d_nchw_1x1`` is ``np.dot(w(Co,Ci), x[n](Ci,H*W))`` straight
 into ``out[n]`` (on par with torch). These drivers are serial; the parallelism
 is BLAS's own threads. Depthwise convs live in ``depthwise.py``.

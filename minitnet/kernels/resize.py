@@ -23,7 +23,7 @@ def bilinear_table(in_size, out_size, align_corners):
     """Per-axis source indices and weights (NumPy, float32 arithmetic as in torch).
 
     Returns ``(i0, i1, l0, l1)``, each of shape (out_size,): uint64 indices (unsigned,
-    so numba skips its negative-index check in the gather: ~1.5x faster) and float32 weights.
+    so numba skips its negative-index check in the gather) and float32 weights.
     """
     d = np.arange(out_size, dtype=np.uint64)
     if out_size == in_size:
@@ -73,8 +73,8 @@ def upsample_bilinear_nchw(x, iy0, iy1, ly0, ly1, ix0, ix1, lx0, lx1, S, out):
     """out[n, c, oy, ox] = bilinear sample of x[n, c] at the tabulated (src_y, src_x), any scale;
     parallel over S bands of output rows per plane (N*C*S tasks: 11 logit planes on 2 workers
     as 22 even halves, not 6 planes against 5). ``resize_band`` per task: separable, each source
-    row resampled once per band (an upsampling gathers H rows instead of OH: 2-3x faster than
-    per output row). The values do not depend on S.
+    row resampled once per band (an upsampling gathers H rows instead of OH). The values do not
+    depend on S.
 
     Shapes:
       x: (N, C, H, W)  iy0, iy1, ly0, ly1: (OH,)  ix0, ix1, lx0, lx1: (OW,)  out: (N, C, OH, OW)

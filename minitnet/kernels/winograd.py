@@ -18,8 +18,8 @@ channel counts used here (tests compare with torch).
 Work is split into bands of tile rows dealt to ``T`` workers; a band's V
 (16 x C_in x tiles) and M (16 x C_out x tiles) live in the worker's scratch,
 sized (~1 MiB) to stay in L2 -- the sgemm calls run at BLAS speed only when
-their operands are cache-resident (measured: ~125 GFLOP/s with 240 tiles,
-~60 with 2700).
+their operands are cache-resident (a band of a few hundred tiles, not thousands;
+``FusedOptions.winograd_band_tiles``).
 """
 import numba
 import numpy as np
@@ -55,7 +55,7 @@ def _bt_cols(a, V, k, ci, t, TW):
     v0, v1 = V[4 * k, ci, t:t + TW], V[4 * k + 1, ci, t:t + TW]
     v2, v3 = V[4 * k + 2, ci, t:t + TW], V[4 * k + 3, ci, t:t + TW]
     # two loops of two store streams each: few enough pointers for LLVM's runtime alias
-    # checks, so both vectorise (one loop of four stores measured 1.7x slower, four of one 1.2x)
+    # checks, so both vectorise (one loop of four stores, or four loops of one, do worse)
     for tx in range(TW):
         c = 2 * tx
         x0, x1, x2 = a[c], a[c + 1], a[c + 2]
