@@ -13,6 +13,7 @@ variable MINITNET_MAX_PIXELS (a number of pixels, or ``none`` for no limit), els
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -72,6 +73,45 @@ _LIMIT_FROM = f"--max-pixels, else {MAX_PIXELS_ENV}, else PIL.Image.MAX_IMAGE_PI
 _RAISE_LIMIT = f"if the image is meant, raise the limit: --max-pixels N or {MAX_PIXELS_ENV}=N (none: no limit)"
 
 
+@contextlib.contextmanager
+def _open_limited(path: str, limit, what: str):
+    """``PIL.Image.open(path)``, loaded, refused if over ``limit`` pixels before decoding.
+
+    PIL's limit is a module global: it is set only under ``_PIL_LOCK`` and restored after."""
+    from PIL import Image
+
+    with _PIL_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as im:  # reads the header only
+                w, h = im.size
+                if limit is not None and w * h > limit:
+                    raise DataError(f"{path}: refused as a possible decompression bomb: {w}x{h} = {w * h:,} "
+                                    f"pixels is over the limit of {limit:,} ({_LIMIT_FROM}); {_RAISE_LIMIT}")
+                Image.MAX_IMAGE_PIXELS = limit  # further frames (GIF, ICO) are checked the same way
+                im.load()
+                yield im
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _read_failed(path: str, e: BaseException, what: str) -> DataError:
+    """The DataError of a failed read of ``what`` ("image", "label map")."""
+    from PIL import Image
+
+    if isinstance(e, FileNotFoundError):
+        return DataError(f"{path}: no such file")
+    if isinstance(e, IsADirectoryError):
+        return DataError(f"{path}: is a directory, expected {'an image file' if what == 'image' else 'a ' + what}")
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return DataError(f"{path}: refused as a possible decompression bomb ({e}); {_RAISE_LIMIT}")
+    if isinstance(e, MemoryError):
+        return DataError(f"{path}: not enough memory to decode this {what}; free memory or use a smaller {what}")
+    detail = str(e).replace(repr(path), "the file").replace(path, "the file")  # the path once
+    return DataError(f"{path}: cannot read {what} ({type(e).__name__}: {detail})")
+
+
 def read_image(path, max_pixels=None) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3).
 
@@ -84,70 +124,40 @@ def read_image(path, max_pixels=None) -> np.ndarray:
     path = os.fspath(path)
     limit = pixel_limit(max_pixels)
     try:
-        with _PIL_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
-            try:
-                im = Image.open(path)  # reads the header only
-                with im:
-                    w, h = im.size
-                    if limit is not None and w * h > limit:
-                        raise DataError(f"{path}: refused as a possible decompression bomb: {w}x{h} = {w * h:,} "
-                                        f"pixels is over the limit of {limit:,} ({_LIMIT_FROM}); {_RAISE_LIMIT}")
-                    Image.MAX_IMAGE_PIXELS = limit  # further frames (GIF, ICO) are checked the same way
-                    im.load()
-                    mode = im.mode
-                    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                        a = np.asarray(im, dtype=np.float64)
-                        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
-                        a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
-                        a = np.repeat(a[..., None], 3, axis=2)
-                    elif mode == "F":
-                        raise DataError(f"{path}: floating-point images are not supported, expected 8- or "
-                                        f"16-bit RGB/gray")
-                    else:
-                        a = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            finally:
-                Image.MAX_IMAGE_PIXELS = saved
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected an image file") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{path}: refused as a possible decompression bomb ({e}); {_RAISE_LIMIT}") from None
-    except MemoryError:
-        raise DataError(f"{path}: not enough memory to decode this image; free memory or use a smaller "
-                        f"image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        detail = str(e).replace(repr(path), "the file").replace(path, "the file")  # the path once
-        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {detail})") from None
+        with _open_limited(path, limit, "image") as im:
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+                a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+                a = np.repeat(a[..., None], 3, axis=2)
+            elif mode == "F":
+                raise DataError(f"{path}: floating-point images are not supported, expected 8- or 16-bit RGB/gray")
+            else:
+                a = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError,
+            Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _read_failed(path, e, "image") from None
     if a.ndim != 3 or a.shape[2] != 3 or a.shape[0] < 1 or a.shape[1] < 1:
         raise DataError(f"{path}: decoded to shape {a.shape}, expected (H, W, 3)")
     return np.ascontiguousarray(a)
 
 
-def read_label(path) -> np.ndarray:
-    """Read a single-channel label map (class indices) as uint8 (H, W)."""
+def read_label(path, max_pixels=None) -> np.ndarray:
+    """Read a single-channel label map (class indices) as uint8 (H, W); ``max_pixels`` as
+    ``read_image``."""
     from PIL import Image, UnidentifiedImageError
 
     path = os.fspath(path)
+    limit = pixel_limit(max_pixels)
     try:
-        with Image.open(path) as im:
-            im.load()
+        with _open_limited(path, limit, "label map") as im:
             if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise DataError(f"{path}: label maps must be single-channel (mode L/P/I), got mode {im.mode}")
             a = np.asarray(im)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, expected a label map") from None
-    except Image.DecompressionBombError as e:
-        raise DataError(f"{path}: refused as a possible decompression bomb ({e}); if the label map is genuine, "
-                        f"raise Pillow's limit: PIL.Image.MAX_IMAGE_PIXELS = <pixels> (None: no limit)") from None
-    except MemoryError:
-        raise DataError(f"{path}: the label map does not fit in memory") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{path}: cannot read label map ({type(e).__name__}: {e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, MemoryError,
+            Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise _read_failed(path, e, "label map") from None
     if a.ndim != 2:
         raise DataError(f"{path}: label map has shape {a.shape}, expected (H, W)")
     if a.size and int(a.max()) > 255:

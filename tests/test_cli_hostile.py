@@ -197,6 +197,21 @@ def test_pixel_limit_from_the_flag_and_the_environment(tmp_path, weights, capsys
     assert "--max-pixels 'lots': expected a positive number of pixels" in capsys.readouterr().err
 
 
+def test_label_maps_take_the_same_pixel_limit(tmp_path, monkeypatch):
+    from minitnet.data import read_label
+    from minitnet.errors import DataError
+
+    p = tmp_path / "lab.png"
+    Image.fromarray(np.zeros((12, 16), np.uint8)).save(p)
+    monkeypatch.setenv("MINITNET_MAX_PIXELS", "100")
+    with pytest.raises(DataError, match=r"lab\.png: refused as a possible decompression bomb: 16x12 = 192 pixels"):
+        read_label(p)
+    assert read_label(p, max_pixels="none").shape == (12, 16)
+    monkeypatch.setenv("MINITNET_MAX_PIXELS", "many")
+    with pytest.raises(__import__('minitnet').ConfigError, match="MINITNET_MAX_PIXELS='many': expected a number of pixels"):
+        read_label(p)
+
+
 def test_out_of_memory_while_segmenting_skips_that_image(tmp_path, weights, capsys, monkeypatch):
     from minitnet.engine import ItNet
 
