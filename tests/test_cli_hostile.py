@@ -11,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from minitnet import ItNetConfig
+from minitnet import ConfigError, ItNetConfig
 from minitnet.cli import main
+from minitnet.cli.segment import output_files
+from minitnet.files import plan_outputs
 from netutil import write_random
 
 CFG = ItNetConfig(levels=1, blocks=1, iterations=2, width=4, classes=3)
@@ -208,7 +212,7 @@ def test_label_maps_take_the_same_pixel_limit(tmp_path, monkeypatch):
         read_label(p)
     assert read_label(p, max_pixels="none").shape == (12, 16)
     monkeypatch.setenv("MINITNET_MAX_PIXELS", "many")
-    with pytest.raises(__import__('minitnet').ConfigError, match="MINITNET_MAX_PIXELS='many': expected a number of pixels"):
+    with pytest.raises(ConfigError, match="MINITNET_MAX_PIXELS='many': expected a number of pixels"):
         read_label(p)
 
 
@@ -327,12 +331,6 @@ def test_physics_overflow_of_python_floats_is_a_config_error(tmp_path, weights, 
 
 
 # -- the class: no set of file names makes segment write over an input or over its own outputs ----
-from hypothesis import HealthCheck, example, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from minitnet.cli.segment import output_files  # noqa: E402
-from minitnet.errors import ConfigError  # noqa: E402
-from minitnet.files import plan_outputs  # noqa: E402
 
 FOLDERS = ["a", "b", "a/c", "out", "."]
 STEMS = ["x", "X", "x_m2", "x_m1", "x_anytime", "x_m2_color", "x_png", "a_x_png", "y", "x.tar"]
