@@ -25,7 +25,7 @@ from ..errors import MinitnetError
 __all__ = ["COMMANDS", "PLUGIN_GROUP", "build_parser", "main"]
 
 #: minitnet's own subcommand modules, in the order `minitnet --help` lists them (plug-ins follow)
-COMMANDS = ["segment", "info", "evaluate", "search"]
+COMMANDS = ["segment", "info", "evaluate", "search", "warmup"]
 #: the entry-point group through which other packages (the emulator) add subcommands
 PLUGIN_GROUP = "minitnet.commands"
 
@@ -83,8 +83,11 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from ..jit import compile_notice
+
     try:
-        return int(args.func(args) or 0)
+        with compile_notice(label=f"minitnet {args.command}: "):
+            return int(args.func(args) or 0)
     except MinitnetError as e:
         print(f"minitnet {args.command}: error: {e}", file=sys.stderr)
         return 1
