@@ -9,8 +9,8 @@ There (the device machine, ``carry: [".gpu"]``)::
 
     python3 scripts/gpu_train.py train 420          # seconds for probe + training
 
-``train`` starts from ``INIT`` (default: the shipped shared model; ``MODEL`` adds architecture flags,
-e.g. "--width 29 --independent"), times 15 steps and one validation at lr 0, plans the epochs that
+``train`` starts from ``INIT`` (default: the shipped shared model; ``MODEL`` adds architecture or recipe flags,
+e.g. "--width 29 --independent" or "--scale-range 0.75,1.5 --jitter 0.2,0.2,0.2"), times 15 steps and one validation at lr 0, plans the epochs that
 fit the budget (eval every tenth of them; lr 1e-3 for >= 200 epochs, 5e-4 for >= 100, else 2e-4,
 times 0.1 at 70% and 85%; ``EPOCHS`` fixes the count instead), trains with bf16 autocast and channels_last on CUDA, and copies best.h5,
 last.pt, log.csv and log.jsonl to ``$OUT`` (checkpoints are git-ignored: commit logs and READMEs; a
