@@ -12,7 +12,14 @@ Which fields act when (see ``emulator/crossbar.py``):
   DAC/ADC ranges and drift compensation;
 * at every MVM (``mvm``): ``inp_bits``, ``out_bits``, ``out_noise_std``.  Only
   these may differ between the config a tile was programmed with and the one
-  passed to ``mvm`` (so an ADC sweep needs no re-programming).
+  passed to ``mvm`` (so an ADC sweep needs no re-programming);
+* at calibration (``calibrate_tile``, ``Chip.calibrate``): ``inp_quantile``.
+
+The periphery choices (issue 15) are named fields: ``weight_scaling`` (one ``w_max``
+per tile or per column), ``inp_range`` (a calibrated DAC range per tile, or each input
+vector scaled by its own max |x|), ``read_noise_mode`` (1/f read noise redrawn per MVM,
+or frozen per programmed device as aihwkit draws it), ``drift_compensation`` (off,
+global, per column) and ``depthwise`` (analog block-diagonal tiles, or digital).
 """
 
 from __future__ import annotations
@@ -28,10 +35,21 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["HardwareConfig", "PRESETS", "preset", "with_overrides", "DEVICE_MODELS", "MAX_BITS"]
+__all__ = ["HardwareConfig", "PRESETS", "preset", "with_overrides", "DEVICE_MODELS", "MAX_BITS", "WEIGHT_SCALINGS",
+           "INP_RANGES", "READ_NOISE_MODES", "DRIFT_COMPENSATIONS", "DEPTHWISE_MAPPINGS"]
 
 DEVICE_MODELS = ("gaussian", "pcm")
 """Statistical device models; see ``HardwareConfig.device_model``."""
+WEIGHT_SCALINGS = ("tile", "column")
+"""Where ``w_max`` is taken; see ``HardwareConfig.weight_scaling``."""
+INP_RANGES = ("calibrated", "per-vector")
+"""How the DAC range is set; see ``HardwareConfig.inp_range``."""
+READ_NOISE_MODES = ("per-mvm", "frozen")
+"""When read noise is drawn; see ``HardwareConfig.read_noise_mode``."""
+DRIFT_COMPENSATIONS = (False, True, "global", "column")
+"""Accepted values of ``HardwareConfig.drift_compensation`` ("global" is stored as True)."""
+DEPTHWISE_MAPPINGS = ("analog", "digital")
+"""Where depthwise convs run; see ``HardwareConfig.depthwise``."""
 
 MAX_BITS = 24
 """Largest accepted bit depth: quantiser codes must stay exact in float32 (24-bit mantissa)."""
@@ -84,7 +102,40 @@ class HardwareConfig:
     out_noise_std: float = 0.0
     """Std of additive Gaussian noise at the ADC input, fresh at every MVM, in units
     of ``w_max * inp_bound`` (the output of one full-scale weight driven at full-scale
-    input; aihwkit's normalised output unit).  >= 0."""
+    input; aihwkit's normalised output unit).  The unit follows the normalisation:
+    ``w_max`` of the column with ``weight_scaling="column"``, and ``inp_bound`` = the
+    vector's own max |x| with ``inp_range="per-vector"`` (exactly as aihwkit).  >= 0."""
+
+    # --- periphery choices (issue 15) ---------------------------------------------------
+    weight_scaling: str = "tile"
+    """Which weight maps to ``g_max``: ``"tile"``: ``w_max = max|w|`` of the tile;
+    ``"column"``: each output column maps its own max |w| to ``g_max`` and a digital
+    per-column scale after the ADC restores it (aihwkit ``weight_scaling_columnwise``).
+    The ADC range and its noise then scale with the column's ``w_max`` (one converter
+    range in current)."""
+    inp_range: str = "calibrated"
+    """How the DAC range is set: ``"calibrated"``: fixed per tile (row piece), from
+    calibration images at ``inp_quantile`` (or ``inp_bound``); ``"per-vector"``: each
+    input vector is scaled digitally by its own max |x| before the DAC and back after the
+    ADC (aihwkit's abs-max noise management).  With per-vector scaling the tile's ranges
+    are those of a vector with max |x| = 1: ``inp_bound`` must be None (it is 1),
+    ``out_bound`` is in output units at max |x| = 1, and every MVM scales both and the
+    ADC-input noise by its vector's max |x|."""
+    inp_quantile: float = 1.0
+    """Quantile of the calibration inputs' |x| that sets a tile's DAC range
+    (``inp_range="calibrated"``), dimensionless, in (0, 1]; 1 = the maximum (no clipping
+    of the calibration data); < 1 clips outliers, as learned input ranges do (0.9973 is
+    the 3-sigma point of a normal).  The ADC range stays the maximum of the noise-free ADC
+    inputs with that DAC."""
+    read_noise_mode: str = "per-mvm"
+    """When device read noise is drawn: ``"per-mvm"``: redrawn at every MVM (trial-to-trial
+    read noise); ``"frozen"``: drawn once per programmed device and added to its
+    conductance at ``t_inference`` (the 1/f noise accumulated since programming, as
+    aihwkit's ``drift_analog_weights``), then clamped at 0; every MVM sees the same draw."""
+    depthwise: str = "analog"
+    """Where depthwise convs run: ``"analog"``: block-diagonal tiles (a group of channels
+    per tile); ``"digital"``: exactly, in the periphery (as many IMC designs do for
+    depthwise layers), on no tile.  The mapping report and the timing model follow."""
 
     # --- device model ---------------------------------------------------------------
     device_model: str = "gaussian"
@@ -127,10 +178,13 @@ class HardwareConfig:
     """Fraction of devices stuck at ``g_max``, dimensionless, in [0, 1]; the two fractions sum to <= 1."""
 
     # --- digital correction ---------------------------------------------------------
-    drift_compensation: bool = False
-    """Global drift compensation (aihwkit's GlobalDriftCompensation): one digital scale
+    drift_compensation: bool | str = False
+    """Drift compensation, a digital scale applied to the ADC output: ``False`` (none);
+    ``True`` or ``"global"`` (stored as True; aihwkit's GlobalDriftCompensation): one scale
     per tile, ``mean|G+ - G-|`` just after programming over ``mean|G+ - G-|`` at
-    ``t_inference`` (an ideal calibration read), applied to the ADC output."""
+    ``t_inference``; ``"column"`` (aihwkit's PerColumnDriftCompensation): one scale per
+    column from the same read.  The read is ideal (no read or ADC noise) and sees the
+    frozen read noise when ``read_noise_mode="frozen"`` (as aihwkit's does)."""
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
@@ -174,14 +228,52 @@ class HardwareConfig:
                         f"HardwareConfig.{name}={getattr(self, name)!r} has no effect with "
                         f"device_model='pcm' (the published PCM statistics apply): set it to 0 "
                         f"and use {scale} to scale the PCM model, or use device_model='gaussian'")
-        if not isinstance(self.drift_compensation, (bool, np.bool_)):
-            raise ConfigError(f"HardwareConfig.drift_compensation={self.drift_compensation!r}: "
-                              f"expected True or False")
+        dc = self.drift_compensation
+        if isinstance(dc, (bool, np.bool_)):
+            object.__setattr__(self, "drift_compensation", bool(dc))
+        elif isinstance(dc, str) and dc in ("global", "column"):
+            if dc == "global":
+                object.__setattr__(self, "drift_compensation", True)
+        else:
+            raise ConfigError(f"HardwareConfig.drift_compensation={dc!r}: expected False, True, "
+                              f"'global' or 'column'" + _did_you_mean(dc, ("global", "column")))
+        for name, choices in (("weight_scaling", WEIGHT_SCALINGS), ("inp_range", INP_RANGES),
+                              ("read_noise_mode", READ_NOISE_MODES), ("depthwise", DEPTHWISE_MAPPINGS)):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value in choices):
+                raise ConfigError(f"HardwareConfig.{name}={value!r}: expected one of {list(choices)}"
+                                  + _did_you_mean(value, choices))
+        q = self.inp_quantile
+        if not (isinstance(q, numbers.Real) and not isinstance(q, bool) and 0 < q <= 1):
+            raise ConfigError(f"HardwareConfig.inp_quantile={q!r}: expected a number in (0, 1] "
+                              f"(1 = the maximum |x| of the calibration inputs)")
+        if self.inp_range == "per-vector":
+            if self.inp_bound is not None:
+                raise ConfigError(f"HardwareConfig.inp_bound={self.inp_bound!r} with inp_range='per-vector': "
+                                  f"each input vector is scaled to max |x| = 1, so the DAC range is 1 in "
+                                  f"those units; set inp_bound=None, or use inp_range='calibrated'")
+            if q != 1:
+                raise ConfigError(f"HardwareConfig.inp_quantile={q!r} has no effect with inp_range='per-vector' "
+                                  f"(no calibrated DAC range): leave it at 1.0")
+
+    @property
+    def drift_compensation_mode(self) -> str:
+        """``"none"``, ``"global"`` or ``"column"``."""
+        if self.drift_compensation is False:
+            return "none"
+        return "column" if self.drift_compensation == "column" else "global"
 
     @property
     def weight_levels(self) -> int | None:
         """Number of distinct signed weight values, ``2**weight_bits - 1`` (None: unlimited)."""
         return None if self.weight_bits is None else 2 ** self.weight_bits - 1
+
+
+def _did_you_mean(value, choices) -> str:
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _check_int(name, value, *, minimum, maximum=None, hint=""):
@@ -216,8 +308,27 @@ PRESETS = types.MappingProxyType({
     # with the periphery of aihwkit's StandardHWATrainingPreset (Rasch et al.,
     # Nat. Commun. 14, 5282, 2023): 8-bit DAC/ADC, out_noise 0.04, global drift
     # compensation.  Conductances analog (no weight_bits), as in aihwkit.
+    # Worst-case periphery: one calibrated DAC range and one w_max per tile, 1/f read
+    # noise redrawn at every MVM.  Kept as it was before issue 15 (outputs bit-identical).
     "pcm": HardwareConfig(device_model="pcm", g_max=25.0, inp_bits=8, out_bits=8,
                           out_noise_std=0.04, drift_compensation=True),
+    # aihwkit 1.1.0 InferenceRPUConfig defaults (IOParameters, MappingParameter,
+    # PCMLikeNoiseModel, GlobalDriftCompensation): 7-bit DAC (inp_res 1/126), 9-bit ADC
+    # (out_res 1/510), out_noise 0.06, abs-max noise management (per-vector input
+    # scaling), one w_max per tile, PCM devices, 1/f noise drawn once per inference time,
+    # global drift compensation, 512 x 512 tiles.  Not modelled: bound management
+    # (aihwkit re-runs a clipping MVM with halved inputs; here the ADC range is calibrated).
+    "aihwkit-default": HardwareConfig(device_model="pcm", g_max=25.0, rows=512, cols=512, inp_bits=7,
+                                      out_bits=9, out_noise_std=0.06, inp_range="per-vector",
+                                      weight_scaling="tile", read_noise_mode="frozen",
+                                      drift_compensation=True),
+    # aihwkit StandardHWATrainingPreset (Rasch et al., Nat. Commun. 14, 5282, 2023): 8-bit
+    # DAC/ADC, out_noise 0.04, per-column weight scaling, a learned (here: calibrated at the
+    # 3-sigma quantile) input range, PCM devices, frozen 1/f, global drift compensation,
+    # 512 x 512 tiles.
+    "pcm-hwa": HardwareConfig(device_model="pcm", g_max=25.0, rows=512, cols=512, inp_bits=8, out_bits=8,
+                              out_noise_std=0.04, weight_scaling="column", inp_range="calibrated",
+                              inp_quantile=0.9973, read_noise_mode="frozen", drift_compensation=True),
     # Multi-level RRAM with write-verify: illustrative round numbers of the order
     # reported by Yao et al. (Nature 577, 641, 2020) and Wan et al. (Nature 608,
     # 504, 2022); not a fitted model.  3-bit devices (8 conductance levels) in a

@@ -28,10 +28,11 @@ Two device models (``HardwareConfig.device_model``):
     * 1/f read noise: ``sigma_read = |g(t)| * Q_s * sqrt(ln((t + t_read) / (2 t_read)))``,
       ``Q_s = min(0.0088 / max((g_prog / g_max)**0.65, 1e-3), 0.2)``, t_read = 250 ns.
 
-Departure from aihwkit, on purpose: aihwkit draws the 1/f term once per
-inference time (a frozen sample of the noise accumulated since programming);
-here it is *read noise*, redrawn at every MVM (trial-to-trial variability), with
-the same per-read distribution.  Stuck devices (``sample_stuck``) are not part
+Read noise (``HardwareConfig.read_noise_mode``): aihwkit draws the 1/f term once
+per inference time (a frozen sample of the noise accumulated since programming,
+``sample_frozen_read``, clamped at 0); ``"per-mvm"`` (the default) treats it as
+*read noise*, redrawn at every MVM (trial-to-trial variability), with the same
+per-read distribution.  Stuck devices (``sample_stuck``) are not part
 of the published model.
 """
 
@@ -44,7 +45,7 @@ from .config import HardwareConfig
 __all__ = [
     "PCM_G_REF", "PCM_PROG_NOISE_COEFFS", "prog_noise_std", "sample_programming",
     "drift_nu_stats", "sample_drift_nu", "drift", "read_noise_std", "sample_stuck",
-    "global_drift_scale", "add_mvm_noise",
+    "global_drift_scale", "column_drift_scale", "sample_frozen_read", "add_mvm_noise",
 ]
 
 # --- PCM model constants (aihwkit PCMLikeNoiseModel; Nandakumar 2019, Joshi 2020) ----
@@ -189,6 +190,32 @@ def global_drift_scale(g_ref: np.ndarray, g_t: np.ndarray) -> float:
     return float(ref / now)
 
 
+def column_drift_scale(g_ref: np.ndarray, g_t: np.ndarray) -> np.ndarray:
+    """Per-column drift compensation (aihwkit PerColumnDriftCompensation): for each column,
+    ``mean|G+ - G-|`` over its rows of the reference conductances over that of the drifted
+    ones (1 where either is 0).
+
+    Shapes: g_ref, g_t: (2, rows, cols) (uS) -> (cols,) float64
+    """
+    ref = np.mean(np.abs(g_ref[0] - g_ref[1]), axis=0)
+    now = np.mean(np.abs(g_t[0] - g_t[1]), axis=0)
+    ok = (now > 0) & (ref > 0)
+    return np.where(ok, ref / np.where(ok, now, 1.0), 1.0)
+
+
+def sample_frozen_read(g_t: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Conductances with one frozen draw of read noise, ``max(g_t + sigma * z, 0)``, a new array.
+
+    aihwkit's ``PCMLikeNoiseModel.apply_drift_noise_to_conductance``: the 1/f noise
+    accumulated up to the inference time is drawn once per device and added to its
+    conductance, which is then clamped at 0.  Draws ``g_t.size`` normals.
+
+    Shapes: g_t, sigma: same shape (uS)
+    """
+    g = g_t + sigma * rng.standard_normal(g_t.shape)
+    return np.maximum(g, 0.0, out=g)
+
+
 def add_mvm_noise(y: np.ndarray, x: np.ndarray, read_var: np.ndarray | None,
                   adc_std: float, rng: np.random.Generator) -> None:
     """Add this MVM's read noise and ADC-input noise to ``y`` in place (stage 4 of the pipeline).
@@ -203,16 +230,19 @@ def add_mvm_noise(y: np.ndarray, x: np.ndarray, read_var: np.ndarray | None,
 
     Shapes:
         y: (P, cols) float32   x: (P, rows) float32   read_var: (rows, cols) float32 or None
-    adc_std: in the units of y (>= 0).
+    adc_std: in the units of y (>= 0): a number, or (cols,) float32 (one per column).
     """
-    if read_var is None and adc_std == 0:
+    per_col = np.ndim(adc_std) > 0
+    if read_var is None and not np.any(adc_std):
         return
     z = rng.standard_normal(y.shape, dtype=np.float32)
     if read_var is None:
-        z *= np.float32(adc_std)
+        z *= np.asarray(adc_std, np.float32) if per_col else np.float32(adc_std)
     else:
         std = np.dot(np.square(x), read_var)          # read-noise variance of each output
-        if adc_std:
+        if per_col:
+            std += np.square(np.asarray(adc_std, np.float32))
+        elif adc_std:
             std += np.float32(adc_std) ** 2
         np.sqrt(std, out=std)
         z *= std

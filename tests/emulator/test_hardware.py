@@ -381,7 +381,7 @@ def test_no_global_rng(monkeypatch):
 # --- configuration and errors ---------------------------------------------------------------
 
 def test_presets():
-    assert set(emulator.PRESETS) == {"ideal", "pcm", "rram", "8bit"}
+    assert set(emulator.PRESETS) == {"ideal", "pcm", "rram", "8bit", "aihwkit-default", "pcm-hwa"}
     ideal = preset("ideal")
     assert (ideal.rows, ideal.cols) == (256, 256)
     assert ideal.inp_bits is None and ideal.out_bits is None and ideal.weight_bits is None
@@ -419,7 +419,7 @@ def test_bad_config_raises(kwargs, match):
 
 
 def test_bad_preset_and_override():
-    with pytest.raises(ConfigError, match=r"unknown hardware preset 'flash'.*'8bit', 'ideal', 'pcm', 'rram'"):
+    with pytest.raises(ConfigError, match=r"unknown hardware preset 'flash'.*'8bit', 'aihwkit-default', 'ideal', 'pcm', 'pcm-hwa', 'rram'"):
         preset("flash")
     with pytest.raises(ConfigError, match=r"adc_bits.*did you mean.*valid fields.*out_bits"):
         preset("pcm", adc_bits=8)
