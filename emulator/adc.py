@@ -15,8 +15,10 @@ Parameter tables (built by ``emulator.packs``, read by ``emulator.dense`` and
 * ``ti`` (tiles, 8) int64 per dense tile: row0, row1, col0, col1, w_off (its weights' offset in
   the flat weight array), first (the first row piece of its columns), last (the last one),
   flags (1: read-noise variance, 2: draws normals);
-* ``tf`` (tiles, 5) float32 per dense tile, and the first five columns of a depthwise layer's
-  per-channel table: ``TF_ADC_STD, TF_ADC_VAR, TF_OUT_STEP, TF_OUT_BOUND, TF_SCALE``;
+* ``tf`` (tiles, columns, 5) float32 per dense tile and column (per-column weight scaling
+  and drift compensation give each column its own), and the first five columns of a
+  depthwise layer's per-channel table: ``TF_ADC_STD, TF_ADC_VAR, TF_OUT_STEP, TF_OUT_BOUND,
+  TF_SCALE``;
 * ``Epilogue(out_L, bias, residual, has_residual, act)``: the layer's ADC levels per side (0:
   no quantisation), its digital bias (C_out,), the residual added before the act (or a
   placeholder when ``has_residual`` is False) and the act (0 none, 1 relu, 2 relu6).
@@ -118,7 +120,7 @@ def tile_epilogue(y, var, ti, tf, key, chunk, ep, out):
     then, after the last row piece, out = act(out + b[co] (+ residual)).
 
     Shapes:
-      y, var: (C_out * m,) as (C_out, m // Wp, Wp)  ti: (8,) int64  tf: (5,) float32
+      y, var: (C_out * m,) as (C_out, m // Wp, Wp)  ti: (8,) int64  tf: (>= cols, 5) float32, row c = column c
       out, ep.residual: flat (N*C_out*OH*OW,); out[.., co, pixel j] is out[o0 + co*OHW + j] with
       o0 = the chunk's offset in channel 0 (residual likewise)
     """
@@ -137,6 +139,7 @@ def tile_epilogue(y, var, ti, tf, key, chunk, ep, out):
                 j1 = min(j0 + BLOCK, run)
                 if has_z:
                     words_into(key, c * P + p0 + j * OW + j0, u[:j1 - j0])
-                adc_into(y[yo + j0:yo + j1], var[yo + j0:yo + j1], u, has_var, has_z, first, tf, ep.out_L, o[j0:j1])
+                adc_into(y[yo + j0:yo + j1], var[yo + j0:yo + j1], u, has_var, has_z, first, tf[c], ep.out_L,
+                         o[j0:j1])
                 if last:
                     _finish(o[j0:j1], ep.bias[co], r[j0:j1], ep.has_residual, ep.act)

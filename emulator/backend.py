@@ -3,8 +3,8 @@
 ``ChipBackend`` runs the graph with every conv on the chip's tiles (read and ADC noise from
 the run's ``rng``) and the digital ops exact, in the float engine's own ops: bias, BN
 affines, activations, pooling, resizing, concatenation, residual additions and the sum of
-the partial outputs of row pieces after their ADCs. So ``preset("ideal")`` reproduces the
-float engine's logits.
+the partial outputs of row pieces after their ADCs, and depthwise convs with
+``depthwise="digital"``. So ``preset("ideal")`` reproduces the float engine's logits.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class ChipBackend(FloatBackend):
         return self.pool.empty(shape)
 
     def conv(self, node, layer, x, residual, out=None):
+        if layer.name not in self.chip.layers:  # on no tile (depthwise="digital"): exact, in the periphery
+            return super().conv(node, layer, x, residual, self.pool.empty((x.shape[0], *node.shape)))
         return self.chip.run_conv(layer.name, x, residual, node.act, self.rng, self.pool)
 
     def digital(self, node, layer, args, out=None):

@@ -1,10 +1,16 @@
 """DAC and ADC ranges of a chip's tiles, fixed once from a few images.
 
 The float engine runs the images (``minitnet.executor.run`` with an ``ObserverBackend``), and
-each tile takes the maximum |input| it receives (``inp_bound``), then, in a second pass with
-the calibrated DAC, the maximum |noise-free ADC input| (``out_bound``): exactly
-``crossbar.calibrate_tile`` with ``quantile=1`` over all executions of the tile (a shared
-tile: all N iterations). Deterministic; draws no random numbers.
+each tile takes the maximum |input| it receives (``inp_bound``; the ``hw.inp_quantile`` of
+|input| when < 1), then, in a second pass with the calibrated DAC, the maximum |noise-free
+ADC input| (``out_bound``, divided by the column's ``col_gain`` with per-column weights):
+``crossbar.calibrate_tile`` with ``quantile=None`` over all executions of the tile (a shared
+tile: all N iterations). With ``inp_range="per-vector"`` the DAC range is 1 (each vector
+scaled to max |x| = 1) and the second pass sees the scaled vectors. Deterministic; draws no
+random numbers.
+
+Quantiles < 1 are taken over a strided subsample of each DAC's inputs (at most
+``QUANTILE_SAMPLES`` values per execution of a layer), so memory stays flat.
 """
 
 from __future__ import annotations
@@ -24,7 +30,11 @@ from .errors import ConfigError, ShapeError
 from .packs import INF, DepthwisePack, pack_layer
 from .programming import ProgrammedLayer
 
-__all__ = ["CalibrationWarning", "needs_calibration", "needs_message", "as_images", "calibrated_layers"]
+__all__ = ["CalibrationWarning", "needs_calibration", "needs_message", "as_images", "calibrated_layers",
+           "QUANTILE_SAMPLES"]
+
+QUANTILE_SAMPLES = 1 << 16
+"""Largest number of |input| values kept per DAC and layer execution for ``inp_quantile`` < 1."""
 
 
 class CalibrationWarning(UserWarning):
@@ -37,7 +47,8 @@ def needs_calibration(hw: HardwareConfig) -> bool:
     A DAC range is needed by ``inp_bits`` and by ``out_noise_std`` (whose unit is
     ``w_max * inp_bound``), an ADC range by ``out_bits``.
     """
-    need_inp = (hw.inp_bits is not None or hw.out_noise_std > 0) and hw.inp_bound is None
+    need_inp = ((hw.inp_bits is not None or hw.out_noise_std > 0) and hw.inp_bound is None
+                and hw.inp_range == "calibrated")
     need_out = hw.out_bits is not None and hw.out_bound is None
     return need_inp or need_out
 
@@ -45,7 +56,7 @@ def needs_calibration(hw: HardwareConfig) -> bool:
 def needs_message(hw: HardwareConfig) -> str:
     """What ``hw`` needs calibrated, for error and warning messages."""
     parts = []
-    if (hw.inp_bits is not None or hw.out_noise_std > 0) and hw.inp_bound is None:
+    if (hw.inp_bits is not None or hw.out_noise_std > 0) and hw.inp_bound is None and hw.inp_range == "calibrated":
         parts.append(f"inp_bits={hw.inp_bits}, out_noise_std={hw.out_noise_std} need a DAC range (inp_bound)")
     if hw.out_bits is not None and hw.out_bound is None:
         parts.append(f"out_bits={hw.out_bits} needs an ADC range (out_bound)")
@@ -71,22 +82,28 @@ def calibrated_layers(net: ItNet, layers: dict, hw: HardwareConfig, xs: list, ch
     """``layers`` with every tile's ``inp_bound`` and ``out_bound`` set from the images ``xs``
     (NCHW float32 batches); bounds fixed in ``hw`` are kept. A tile that saw only zeros (a dead
     channel group) takes the largest range of its layer; a layer that saw only zeros is an error."""
-    # pass 1: largest |input| per DAC (a dense row piece; a depthwise tile)
-    packs = {name: pack_layer(pl, hw, identity_dac=True) for name, pl in layers.items()}
-    seen = _observe_all(net, layers, packs, xs, "input", chunk_elems)
-    staged = {}
-    for name, pl in layers.items():
-        top = _fill_dead(seen[name], name, "input", "DAC", "inp_bound", len(xs))
-        tiles = []
-        for i, (p, t) in enumerate(zip(pl.plan.pieces, pl.tiles)):
-            j = i if pl.plan.depthwise else [k for k, q in enumerate(pl.plan.pieces)
-                                             if q.row0 == p.row0 and q.col0 == 0][0]
-            b = hw.inp_bound if hw.inp_bound is not None else top[j]
-            tiles.append(dataclasses.replace(t, inp_bound=float(b)))
-        staged[name] = dataclasses.replace(pl, tiles=tuple(tiles))
+    if hw.inp_range == "per-vector":
+        staged = layers  # the DAC range is 1 (programmed so)
+    else:
+        # pass 1: largest |input| (or its quantile) per DAC (a dense row piece; a depthwise tile)
+        packs = {name: pack_layer(pl, hw, identity_dac=True) for name, pl in layers.items()}
+        seen = _observe_all(net, layers, packs, xs, "input", chunk_elems, hw.inp_quantile)
+        staged = {}
+        for name, pl in layers.items():
+            top = _fill_dead(seen[name], name, "input", "DAC", "inp_bound", len(xs))
+            tiles = []
+            for i, (p, t) in enumerate(zip(pl.plan.pieces, pl.tiles)):
+                j = i if pl.plan.depthwise else [k for k, q in enumerate(pl.plan.pieces)
+                                                 if q.row0 == p.row0 and q.col0 == 0][0]
+                b = hw.inp_bound if hw.inp_bound is not None else top[j]
+                tiles.append(dataclasses.replace(t, inp_bound=float(b)))
+            staged[name] = dataclasses.replace(pl, tiles=tuple(tiles))
     # pass 2: largest |noise-free ADC input| per tile, with the calibrated DAC
     packs = {name: pack_layer(pl, hw) for name, pl in staged.items()}
-    seen = _observe_all(net, staged, packs, xs, "output", chunk_elems)
+    if hw.inp_range == "per-vector":
+        seen = _observe_per_vector(net, staged, hw, xs)
+    else:
+        seen = _observe_all(net, staged, packs, xs, "output", chunk_elems)
     done = {}
     for name, pl in staged.items():
         top = _fill_dead(seen[name], name, "output", "ADC", "out_bound", len(xs))
@@ -96,38 +113,105 @@ def calibrated_layers(net: ItNet, layers: dict, hw: HardwareConfig, xs: list, ch
     return done
 
 
-def _observe_all(net: ItNet, layers: dict, packs: dict, xs: list, what: str, chunk_elems: int) -> dict:
-    """{name: per-tile maxima of |DAC input| (``what="input"``) or |noise-free ADC input|
-    ("output")} over every execution of the layer on the float engine's run of ``xs``."""
+def _observe_all(net: ItNet, layers: dict, packs: dict, xs: list, what: str, chunk_elems: int,
+                 quantile: float = 1.0) -> dict:
+    """{name: per-tile maxima of |DAC input| (``what="input"``; their ``quantile`` when < 1) or
+    |noise-free ADC input| ("output")} over every execution of the layer on the float engine's
+    run of ``xs``."""
     seen = {name: np.zeros(len(pl.tiles)) for name, pl in layers.items()}
+    samples = {name: [[] for _ in pl.tiles] for name, pl in layers.items()} if quantile < 1 else None
 
     def observe(name, x):
-        _observe_layer(layers[name], packs[name], x, what, seen[name], chunk_elems)
+        if name not in layers:  # a digital layer (depthwise="digital")
+            return
+        _observe_layer(layers[name], packs[name], x, what, seen[name], chunk_elems,
+                       None if samples is None else samples[name])
 
+    _run_observed(net, xs, observe)
+    if samples is not None:
+        for name, per_tile in samples.items():
+            for i, parts in enumerate(per_tile):
+                if parts:  # a quantile of 0 (mostly zeros: ReLU, padding) falls back to the maximum
+                    a = np.concatenate(parts)
+                    seen[name][i] = float(np.quantile(a, quantile)) or float(a.max())
+    return seen
+
+
+def _run_observed(net: ItNet, xs: list, observe) -> None:
     obs = ObserverBackend(net.params, observe)
     for x in xs:
         g = net.graph(x.shape[2], x.shape[3])
         for _ in run_graph(g, obs, x):
             pass
+
+
+def _subsample(a: np.ndarray, total: int) -> np.ndarray:
+    """|a| with a stride that keeps about QUANTILE_SAMPLES of the ``total`` values of one execution."""
+    return np.abs(a).ravel()[::max(1, -(-total // QUANTILE_SAMPLES))].copy()
+
+
+def _observe_per_vector(net: ItNet, layers: dict, hw: HardwareConfig, xs: list) -> dict:
+    """{name: per-tile maxima of |noise-free ADC input| / col_gain} with per-vector input
+    scaling: each tile's input vectors scaled to max |x| = 1, then the DAC."""
+    from .crossbar import vector_scales
+    from .quantize import quantize
+    from .tilewise import unfold_nchw
+
+    seen = {name: np.zeros(len(pl.tiles)) for name, pl in layers.items()}
+
+    def observe(name, x):
+        if name not in layers:
+            return
+        pl, lay = layers[name], layers[name].layer
+        cols = unfold_nchw(x, lay.kernel_size, lay.stride, lay.padding)
+        kk = lay.kernel_size[0] * lay.kernel_size[1]
+        for i, (p, t) in enumerate(zip(pl.plan.pieces, pl.tiles)):
+            if pl.plan.depthwise:
+                v = cols.reshape(cols.shape[0], -1, kk)[:, p.col0:p.col1]
+                v = quantize(v / vector_scales(v.reshape(v.shape[0], -1))[:, None, None], hw.inp_bits, 1.0)
+                y = np.einsum("pck,kc->pc", v, t.w_eff)
+            else:
+                v = cols[:, p.row0:p.row1]
+                y = np.dot(quantize(v / vector_scales(v)[:, None], hw.inp_bits, 1.0), t.w_eff)
+            if t.col_gain is not None:
+                y = y / t.col_gain
+            seen[name][i] = max(seen[name][i], float(np.max(np.abs(y))))
+
+    _run_observed(net, xs, observe)
     return seen
 
 
-def _observe_layer(pl: ProgrammedLayer, pk, x: np.ndarray, what: str, seen: np.ndarray, chunk_elems: int):
-    """seen[i] = max(seen[i], the max |input| or |noise-free output| of tile i on x)."""
+def _observe_layer(pl: ProgrammedLayer, pk, x: np.ndarray, what: str, seen: np.ndarray, chunk_elems: int,
+                   samples: list | None = None):
+    """seen[i] = max(seen[i], the max |input| or |noise-free output| of tile i on x); with
+    ``samples`` (inputs only) a subsample of |input| is appended to samples[i] instead."""
     if pl.plan.depthwise:
+        if samples is not None and what == "input":  # the planes of the tile's channels
+            for i, (p, t) in enumerate(zip(pl.plan.pieces, pl.tiles)):
+                samples[i].append(_subsample(x[:, p.col0:p.col1], x[:, p.col0:p.col1].size))
+            return
         mi, mo = _depthwise_absmax(pl, pk, x)
         m = mi if what == "input" else mo
         for i, (c0, c1) in enumerate(pk.groups):
-            seen[i] = max(seen[i], float(m[c0:c1].max()))
+            if what == "output" and pl.tiles[i].col_gain is not None:
+                seen[i] = max(seen[i], float((mo[c0:c1] / pl.tiles[i].col_gain).max()))
+            else:
+                seen[i] = max(seen[i], float(m[c0:c1].max()))
         return
     OH, OW = out_size(pl.layer, x)
     col = np.empty(pk.rows * chunk_rows(pk, OH, OW, chunk_elems) * OW, np.float32)
     for _, _, _, colv in dense_chunks(pl.layer, pk, x, OH, OW, col, chunk_elems):
         for i, (p, t) in enumerate(zip(pl.plan.pieces, pk.tiles)):
             if what == "output":
-                seen[i] = max(seen[i], float(np.max(np.abs(np.dot(t.wT, colv[t.row0:t.row1])))))
+                y = np.abs(np.dot(t.wT, colv[t.row0:t.row1]))
+                if t.col_gain is not None:
+                    y /= t.col_gain[:, None]
+                seen[i] = max(seen[i], float(np.max(y)))
             elif p.col0 == 0:  # a row piece's DAC: its first tile holds the range
-                seen[i] = max(seen[i], float(np.max(np.abs(colv[p.row0:p.row1]))))
+                if samples is not None:
+                    samples[i].append(_subsample(colv[p.row0:p.row1], (p.row1 - p.row0) * x.shape[0] * OH * OW))
+                else:
+                    seen[i] = max(seen[i], float(np.max(np.abs(colv[p.row0:p.row1]))))
 
 
 def _depthwise_absmax(pl: ProgrammedLayer, pk: DepthwisePack, x: np.ndarray):

@@ -42,7 +42,8 @@ def _bound(bound):
 
 def adc_std(tile: ProgrammedTile, hw: HardwareConfig) -> float:
     """``mvm``'s ADC-input noise std: out_noise_std * w_max * inp_bound (0 when off, or before
-    calibration, where only the first calibration pass, which draws no noise, packs the tile)."""
+    calibration, where only the first calibration pass, which draws no noise, packs the tile);
+    of a column with ``w_max_c = w_max`` (``TileExec.columns`` scales it per column)."""
     if hw.out_noise_std == 0 or tile.inp_bound is None:
         return 0.0
     return hw.out_noise_std * tile.w_max * tile.inp_bound
@@ -63,8 +64,24 @@ class TileExec:
     adc_var: np.float32
     out_step: np.float32
     out_bound: np.float32
-    scale: np.float32
+    scale: np.float32 | np.ndarray  # drift compensation: one, or (cols,) with per-column compensation
     accumulate: bool             # a later row piece: add to the partial sum
+    col_gain: np.ndarray | None = None  # (cols,) w_max_c / w_max (per-column weight scaling), or None
+
+    def columns(self) -> np.ndarray:
+        """(cols, 5) float32: the ``adc.TF_*`` parameters of each column (its ADC range and noise
+        scale with ``col_gain``; the digital scale is the column's drift compensation)."""
+        cols = self.col1 - self.col0
+        tf = np.empty((cols, 5), np.float32)
+        tf[:] = (self.adc_std, self.adc_var, self.out_step, self.out_bound, 0.0)
+        tf[:, 4] = self.scale
+        if self.col_gain is not None:
+            g = self.col_gain
+            tf[:, 0] = self.adc_std * g
+            tf[:, 1] = tf[:, 0] ** 2
+            tf[:, 2] = self.out_step * g
+            tf[:, 3] = self.out_bound * g
+        return tf
 
 
 @dataclass
@@ -130,8 +147,13 @@ def _pack_depthwise(pl: ProgrammedLayer, hw: HardwareConfig, in_L: int, dac) -> 
         a = adc_std(t, hw)
         has_z |= t.read_var is not None or a != 0
         cp[c, CP_IN_STEP], cp[c, CP_IN_BOUND] = dac(t)
-        cp[c, :5] = (np.float32(a), np.float32(a) ** 2, _step(hw.out_bits, t.out_bound), _bound(t.out_bound),
-                     np.float32(t.out_scale))
+        cp[c, :5] = (np.float32(a), np.float32(a) ** 2, _step(hw.out_bits, t.out_bound), _bound(t.out_bound), 0.0)
+        cp[c, 4] = np.asarray(t.out_scale, np.float32)
+        if t.col_gain is not None:  # per-column weight scaling: each channel's ADC range and noise
+            cp[c, 0] = np.float32(a) * t.col_gain
+            cp[c, 1] = cp[c, 0] ** 2
+            cp[c, 2] = _step(hw.out_bits, t.out_bound) * t.col_gain
+            cp[c, 3] = _bound(t.out_bound) * t.col_gain
     group_of, rank = np.zeros(C, np.int64), np.zeros(C, np.int64)
     for g, (c0, c1) in enumerate(groups):
         group_of[c0:c1] = g
@@ -157,7 +179,8 @@ def _pack_dense(pl: ProgrammedLayer, hw: HardwareConfig, in_L: int, dac) -> Dens
             p.row0, p.row1, p.col0, p.col1, np.ascontiguousarray(t.w_eff.T),
             None if t.read_var is None else np.ascontiguousarray(t.read_var.T),
             t.read_var is not None or a != 0, np.float32(a), np.float32(a) ** 2,
-            _step(hw.out_bits, t.out_bound), _bound(t.out_bound), np.float32(t.out_scale), p.row0 != 0))
+            _step(hw.out_bits, t.out_bound), _bound(t.out_bound), np.asarray(t.out_scale, np.float32)[()],
+            p.row0 != 0, t.col_gain))
     dac_rows = (in_L, row_step, row_bound)
     table = _flatten(tiles)
     has_var = any(t.rvT is not None for t in tiles)
@@ -172,7 +195,7 @@ def _flatten(tiles: list) -> DenseTiles:
     """The tiles as the tables of ``dense.conv_dense_tiles_nchw``: (ti, tf, w, rv)."""
     nt = len(tiles)
     ti = np.zeros((nt, 8), np.int64)
-    tf = np.zeros((nt, 5), np.float32)
+    tf = np.zeros((nt, max(t.col1 - t.col0 for t in tiles), 5), np.float32)  # per tile and column
     offs = np.cumsum([0] + [t.wT.size for t in tiles])
     w_flat = np.concatenate([t.wT.ravel() for t in tiles])
     rv_flat = np.zeros_like(w_flat)
@@ -180,7 +203,7 @@ def _flatten(tiles: list) -> DenseTiles:
         later = [u for u in tiles[i + 1:] if u.col0 == t.col0]  # later row pieces of these columns
         ti[i] = (t.row0, t.row1, t.col0, t.col1, offs[i], not t.accumulate, not later,
                  (t.rvT is not None) | (t.has_z << 1))
-        tf[i] = (t.adc_std, t.adc_var, t.out_step, t.out_bound, t.scale)
+        tf[i, :t.col1 - t.col0] = t.columns()
         if t.rvT is not None:
             rv_flat[offs[i]:offs[i + 1]] = t.rvT.ravel()
     return DenseTiles(ti, tf, w_flat, rv_flat)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .config import HardwareConfig
 
-__all__ = ["TilePiece", "LayerPlan", "balanced_splits", "plan_layer", "plan_graph"]
+__all__ = ["on_tiles", "TilePiece", "LayerPlan", "balanced_splits", "plan_layer", "plan_graph"]
 
 
 def balanced_splits(n: int, parts: int) -> tuple[tuple[int, int], ...]:
@@ -127,6 +127,12 @@ def plan_graph(graph, hw: HardwareConfig) -> dict[str, LayerPlan]:
     """Plans of every unique conv layer of a ``minitnet.graph.Graph``, in execution order.
 
     A shared iterative block's layers appear once (programmed once, reused N
-    times); independent weights give N sets.
+    times); independent weights give N sets.  With ``hw.depthwise == "digital"``
+    depthwise layers run in the periphery and have no plan.
     """
-    return {lay.name: plan_layer(lay, hw) for lay in graph.conv_layers()}
+    return {lay.name: plan_layer(lay, hw) for lay in graph.conv_layers() if on_tiles(lay, hw)}
+
+
+def on_tiles(layer, hw: HardwareConfig) -> bool:
+    """Whether conv ``layer`` runs on tiles of ``hw`` (not a depthwise layer with ``depthwise="digital"``)."""
+    return not (layer.depthwise and hw.depthwise == "digital")

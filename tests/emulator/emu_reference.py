@@ -155,6 +155,7 @@ def unfused_dense(chip, name, x, rng, act, residual):
         y = np.dot(t.wT, col[t.row0:t.row1])
         var = y if t.rvT is None else np.dot(t.rvT, sq[t.row0:t.row1])
         key = draw_key(rng) if t.has_z else np.uint64(0)
+        tf = tf[0]  # one w_max per tile (weight_scaling="tile"): every column has the tile's parameters
         noise_adc_accumulate(y, var, t.rvT is not None, key, t.has_z, tf, pk.out_L, t.accumulate,
                              acc[t.col0:t.col1])
     out = np.empty((1, lay.out_channels, OH, OW), np.float32)
