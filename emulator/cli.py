@@ -77,6 +77,8 @@ def _parse_value(type_name: str, text: str, name: str):
                 return True
             if s.lower() in ("0", "false", "no", "off"):
                 return False
+            if "str" in kinds:  # "bool | str" (drift_compensation): the config validates the word
+                return s
             raise ValueError(s)
     except ValueError:
         kind = {"int": "an integer", "float": "a number", "bool": "true or false"}[base]

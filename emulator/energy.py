@@ -229,6 +229,11 @@ def row_work(node, layer, plan, hw, timing) -> RowWork:
     spec = op_spec(node.op)
     C, OH, OW = node.shape
     act = ACT_COMPARES.get(node.act, 0)
+    if spec.mvm and plan is None:  # a depthwise conv in the periphery (depthwise="digital"): exact MACs
+        kk = layer.kernel_size[0] * layer.kernel_size[1]
+        adds = kk - 1 + bool(layer.bias) + bool(node.residual)
+        return RowWork(conv_kind(layer), adds=adds * C * OW, muls=kk * C * OW, compares=act * C * OW,
+                       macs=spec.macs(layer) // OH)
     if not spec.mvm:
         counts, buffered = DIGITAL_WORK[node.op]
         adds, muls, compares = counts(node)

@@ -128,6 +128,8 @@ def parse_value(name: str, text: str):
                 return True
             if s.lower() in ("0", "false", "no", "off"):
                 return False
+            if "str" in kinds:  # "bool | str" (drift_compensation): the config validates the word
+                return s
             raise ValueError(s)
     except ValueError:
         kind = {"int": "an integer", "float": "a number", "bool": "true or false"}[base]
@@ -244,13 +246,21 @@ def _check_count(name, v, allow_none=False):
         raise ConfigError(f"sweep: {name} must be a positive int, got {v!r}")
 
 
+_LATER_FIELDS = ("weight_scaling", "inp_range", "inp_quantile", "read_noise_mode", "depthwise")
+"""HardwareConfig fields added after sweeps were first run (issue 15): left out of the canonical
+config at their defaults, so earlier settings keep their cell seeds."""
+
+
 def _canonical_hw(hw: HardwareConfig) -> str:
     """The config as JSON with every value in its field's type (3600 and 3600.0 are one setting)."""
     types = _field_types()
+    default = HardwareConfig()
     d = {}
     for k, v in dataclasses.asdict(hw).items():
+        if k in _LATER_FIELDS and v == getattr(default, k):
+            continue
         base = next(t.strip() for t in types[k].split("|") if t.strip() != "None")
-        if v is not None:
+        if v is not None and not (isinstance(v, str) and "str" in types[k]):  # drift_compensation="column"
             v = {"float": float, "int": int, "bool": bool}.get(base, str)(v)
         d[k] = v
     return json.dumps(d, sort_keys=True)

@@ -69,7 +69,7 @@ from .config import HardwareConfig
 from .energy import EnergyConfig, MappingEnergy, energy_of, energy_table, plot_energy, row_work
 from .errors import ConfigError
 from .schedule import Dep, Op, Resource, Schedule, line_buffer_peaks, simulate
-from .tiles import plan_layer
+from .tiles import on_tiles as tile_layer, plan_layer
 from minitnet.graph import op_spec, unroll
 
 __all__ = ["TimingConfig", "Mapping", "MAPPINGS", "MappingTiming", "TimingReport", "extract", "time_mapping",
@@ -120,6 +120,10 @@ class TimingConfig:
     """Digital periphery: cycles per output pixel of a bilinear resize. >= 0."""
     concat_cycles_per_pixel: int = 0
     """Digital periphery: cycles per output pixel of a concatenation (0: wiring). >= 0."""
+    depthwise_cycles_per_pixel: int = 9
+    """Digital periphery: cycles per output pixel of a depthwise conv run digitally
+    (``HardwareConfig.depthwise="digital"``): all channels in parallel lanes, one
+    multiply-accumulate per tap and cycle (9 for 3x3). >= 0."""
     row_handoff_cycles: int = 4
     """Cycles from a conv row's last MVM until consumers may read the row (digital
     epilogue: partial sums, bias, activation, residual; line-buffer write). >= 0."""
@@ -133,6 +137,7 @@ class TimingConfig:
         for name, lo in (("input_pulse_cycles", 1), ("adc_cycles_per_bit", 1), ("cols_per_adc", 1),
                          ("default_bits", 1), ("affine_cycles_per_pixel", 0), ("pool_cycles_per_pixel", 0),
                          ("resize_cycles_per_pixel", 0), ("concat_cycles_per_pixel", 0),
+                         ("depthwise_cycles_per_pixel", 0),
                          ("row_handoff_cycles", 0)):
             v = getattr(self, name)
             if not isinstance(v, numbers.Integral) or isinstance(v, (bool, np.bool_)) or v < lo:
@@ -176,7 +181,8 @@ class TimingConfig:
 
     def digital_cycles_per_pixel(self, op: str) -> int:
         return {"affine": self.affine_cycles_per_pixel, "maxpool": self.pool_cycles_per_pixel,
-                "resize": self.resize_cycles_per_pixel, "concat": self.concat_cycles_per_pixel}[op]
+                "resize": self.resize_cycles_per_pixel, "concat": self.concat_cycles_per_pixel,
+                "conv": self.depthwise_cycles_per_pixel}[op]  # a conv in the periphery: depthwise="digital"
 
 
 @dataclass(frozen=True)
@@ -234,7 +240,7 @@ class _Layout:
     def resources_of(self, st, layer) -> tuple[int, ...]:
         """Resource indices of one step (the same for every frame)."""
         nd, mp = st.node, self.mapping
-        on_tiles = op_spec(nd.op).mvm
+        on_tiles = op_spec(nd.op).mvm and tile_layer(layer, self.hw)
         tiles = self.plan(layer).tiles if on_tiles else 0
         tag = "" if on_tiles else " (periphery)"
         if st.block == "data":
@@ -290,11 +296,12 @@ def extract(graph, hw: HardwareConfig, timing: TimingConfig, mapping: Mapping,
         nd = st.node
         layer = graph.layer_of(nd, st.n) if op_spec(nd.op).mvm else None
         OW = nd.shape[2]
-        if op_spec(nd.op).mvm:
+        if op_spec(nd.op).mvm and tile_layer(layer, hw):
             row = dict(row_cycles=OW * mvm, delay=timing.row_handoff_cycles, row_mvms=OW)
         else:
             row = dict(row_cycles=OW * timing.digital_cycles_per_pixel(nd.op), delay=0, row_mvms=0)
-        work = row_work(nd, layer, lay.plan(layer) if layer is not None else None, hw, timing)
+        work = row_work(nd, layer, lay.plan(layer) if layer is not None and tile_layer(layer, hw) else None, hw,
+                        timing)
         steps.append((st, key, pos, row, work, _step_rows(st, preds, layer, shapes), lay.resources_of(st, layer)))
 
     ops: list[Op] = []

@@ -94,7 +94,8 @@ def test_emulate_eval_json_and_plot(capsys, tmp_path, weights, data):
     (["--out-bits", "six"], "--out-bits 'six': expected an integer or none"),
     (["--read-noise-std", "-1"], "read_noise_std=-1.0"),
     (["--rows", "0"], "rows=0"),
-    (["--drift-compensation", "maybe"], "expected true or false"),
+    (["--drift-compensation", "maybe"], "expected False, True, 'global' or 'column'"),
+    (["--weight-scaling", "colum"], "did you mean 'column'"),
 ])
 def test_bad_hardware_flags(capsys, weights, image, argv, msg):
     assert main(["emulate", image, "--weights", weights] + argv) == 1
