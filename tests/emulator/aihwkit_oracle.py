@@ -311,6 +311,11 @@ def main(argv=None):
     if "read_noise_mode" in {f.name for f in dataclasses.fields(HardwareConfig)}:
         cases.append(("PCM, all terms, 1/f frozen in both (read_noise_mode='frozen')", {},
                       dict(read_noise_mode="frozen")))
+    if "inp_range" in {f.name for f in dataclasses.fields(HardwareConfig)}:
+        cases.append(("Periphery only: exact devices, per-vector abs-max input scaling, out noise 0.06",
+                      dict(device_noise=False, periphery="per-vector", out_noise=0.06, drift_compensation=False),
+                      dict(device_model="gaussian", inp_range="per-vector", out_noise_std=0.06,
+                           drift_compensation=False)))
     for title, ak, ef in cases:
         t0 = time.perf_counter()
         res = compare(net, x, programmings=args.programmings, seed=args.seed, aihwkit_kwargs=ak,
