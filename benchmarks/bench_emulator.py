@@ -8,8 +8,10 @@ One group per size, ``emulator:f51:HxW``, with
   float       the float engine (``ItNet.iter_outputs``, every output),
   pcm         the emulated chip, pcm preset at 1 hour of drift, read and ADC noise on
               (``Chip.run(..., reference=False)``: no float reference run),
-  pcm+state   the same with the float reference alongside (``state_error``).
-``extra_info`` records the threads, the tiles, and for ``pcm`` the ratio to the float
+  pcm+state   the same with the float reference alongside (``state_error``),
+  pcm-hwa     the pcm-hwa preset (issue 15: per-column weights, frozen 1/f, 3-sigma DAC range)
+              at 1 hour, no float reference (issue 15 target: at most 3x as well).
+``extra_info`` records the threads, the tiles, and for ``pcm`` and ``pcm-hwa`` the ratio to the float
 engine (``ratio_vs_float`` = median emulated / median float, from ROUNDS rounds that
 alternate the two passes in the same test, plus both medians), printed with ``-s``. Weights: the shipped
 shared f=51 model. Correctness is checked
@@ -54,7 +56,7 @@ def _threads():
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("impl", ["float", "pcm", "pcm+state"])
+@pytest.mark.parametrize("impl", ["float", "pcm", "pcm+state", "pcm-hwa"])
 def test_emulated_pass_vs_float(benchmark, net, size, impl):
     img = _image(size)
     benchmark.group = f"emulator:f51:{size[0]}x{size[1]}"
@@ -63,7 +65,7 @@ def test_emulated_pass_vs_float(benchmark, net, size, impl):
         def fn():
             return list(net.iter_outputs(img))
     else:
-        hw = emulator.preset("pcm", t_inference=3600.0)
+        hw = emulator.preset("pcm-hwa" if impl == "pcm-hwa" else "pcm", t_inference=3600.0)
         chip = emulator.program(net, hw, np.random.default_rng(0), calibration=img)
         run_rng = np.random.default_rng(1)
         reference = impl == "pcm+state"
@@ -72,7 +74,7 @@ def test_emulated_pass_vs_float(benchmark, net, size, impl):
         def fn():
             return list(chip.run(img, run_rng, reference=reference))
 
-        if impl == "pcm":
+        if impl in ("pcm", "pcm-hwa"):
             # correctness, outside the timed calls: ideal tiles reproduce the float logits
             ideal = emulator.program(net, emulator.preset("ideal"), np.random.default_rng(0))
             for (n, a, _), (_, b) in zip(ideal.run(img, np.random.default_rng(0)), net.iter_outputs(img)):
@@ -92,7 +94,7 @@ def test_emulated_pass_vs_float(benchmark, net, size, impl):
             ratio = statistics.median(te) / statistics.median(tf)
             benchmark.extra_info.update(float_median_s=statistics.median(tf), pcm_median_s=statistics.median(te),
                                         ratio_vs_float=ratio)
-            print(f"\nemulated pcm pass / float engine at {size[0]}x{size[1]}: {ratio:.2f}x, medians "
+            print(f"\nemulated {impl} pass / float engine at {size[0]}x{size[1]}: {ratio:.2f}x, medians "
                   f"{statistics.median(te):.3f} s / {statistics.median(tf):.3f} s of {ROUNDS} interleaved rounds "
                   f"(issue 5 target <= 3x; threads {_threads()})")
     out = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1)
