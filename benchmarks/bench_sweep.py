@@ -68,13 +68,13 @@ def _spec(tmp_path_factory, seed):
 
 @pytest.mark.parametrize("workers", WORKERS, ids=lambda w: f"workers={w}")
 def test_sweep_workers(benchmark, tmp_path_factory, workers):
-    from emulator import sweep
+    from emulator import sweep, sweep_dask
 
     group = "sweep:f51:4x2" if FULL else "sweep:tiny:2x1"
     benchmark.group = group
     seeds = iter(range(1, 1000))
     runs = []
-    with sweep.connect(workers=workers) as client:
+    with sweep_dask.connect(workers=workers) as client:
         sweep.run_sweep(_warm_up(tmp_path_factory, workers), client)
 
         def one():

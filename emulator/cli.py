@@ -28,7 +28,7 @@ from minitnet.errors import DataError, NumericalError
 from minitnet.files import check_output_file
 from minitnet.graph import build_graph
 
-from .config import PRESETS, HardwareConfig, preset
+from .config import PRESETS, HardwareConfig, parse_field, preset
 from .errors import ConfigError
 from .energy import EnergyConfig, energy_preset
 from .tiles import plan_layer
@@ -60,33 +60,6 @@ ADC noise. Prints the mIoU of every output for the float engine and for the chip
 
 
 # --- hardware flags ---------------------------------------------------------------------------
-def _parse_value(type_name: str, text: str, name: str):
-    """A flag's text as the HardwareConfig field's type (``type_name`` as annotated: "int | None", ...)."""
-    s = text.strip()
-    kinds = [k.strip() for k in str(type_name).split("|")]
-    if "None" in kinds and s.lower() == "none":
-        return None
-    base = next(k for k in kinds if k != "None")
-    try:
-        if base == "int":
-            return int(s)
-        if base == "float":
-            return float(s)
-        if base == "bool":
-            if s.lower() in ("1", "true", "yes", "on"):
-                return True
-            if s.lower() in ("0", "false", "no", "off"):
-                return False
-            if "str" in kinds:  # "bool | str" (drift_compensation): the config validates the word
-                return s
-            raise ValueError(s)
-    except ValueError:
-        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}[base]
-        raise ConfigError(f"--{name.replace('_', '-')} {text!r}: expected {kind}"
-                          + (" or none" if "None" in kinds else "")) from None
-    return s
-
-
 def add_hardware_flags(p: argparse.ArgumentParser) -> None:
     """--preset, and one override flag per HardwareConfig field (default: the preset's value)."""
     p.add_argument("--preset", default="pcm", metavar="NAME",
@@ -104,7 +77,7 @@ def hardware_from_args(args):
     for f in dataclasses.fields(HardwareConfig):
         v = getattr(args, f"hw_{f.name}", None)
         if v is not None:
-            over[f.name] = _parse_value(f.type, v, f.name)
+            over[f.name] = parse_field(f.type, v, f"--{f.name.replace('_', '-')} {v!r}")
     return preset(args.preset, **over)
 
 

@@ -365,3 +365,31 @@ def with_overrides(config, overrides: dict, where: str):
         raise ConfigError(f"{where}: unknown {type(config).__name__} field(s) {unknown}"
                           + (f" ({hints})" if hints else "") + f"; valid fields: {valid}")
     return dataclasses.replace(config, **overrides)
+
+
+def parse_field(type_name: str, text: str, label: str):
+    """``text`` (a flag or ``FIELD=V`` value) as a config field's annotated type ``type_name``
+    (``"int | None"``, ``"float"``, ``"bool | str"``, ...): ``none`` where the type allows None;
+    ``label`` names the value in the error (``--out-bits 'six'``, ``out_bits='six'``)."""
+    s = str(text).strip()
+    kinds = [k.strip() for k in str(type_name).split("|")]
+    if "None" in kinds and s.lower() == "none":
+        return None
+    base = next(k for k in kinds if k != "None")
+    try:
+        if base == "int":
+            return int(s)
+        if base == "float":
+            return float(s)
+        if base == "bool":
+            if s.lower() in ("1", "true", "yes", "on"):
+                return True
+            if s.lower() in ("0", "false", "no", "off"):
+                return False
+            if "str" in kinds:  # "bool | str" (drift_compensation): the config validates the word
+                return s
+            raise ValueError(s)
+    except ValueError:
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}[base]
+        raise ConfigError(f"{label}: expected {kind}" + (" or none" if "None" in kinds else "")) from None
+    return s

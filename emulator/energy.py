@@ -49,7 +49,7 @@ import dataclasses
 import math
 import numbers
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -1,6 +1,7 @@
 """Noise sweeps on Dask: hardware settings x weights x chips, evaluated in parallel, one tidy table.
 
-    from emulator.sweep import SweepSpec, connect, grid, run_sweep
+    from emulator.sweep import SweepSpec, grid, run_sweep
+    from emulator.sweep_dask import connect
     spec = SweepSpec("CamVid", weights=["W.h5"],
                      settings=grid("pcm", {"t_inference": [0.0, 3600.0]}, chips=3))
     with connect(workers=2) as client:             # or connect(scheduler="tcp://host:8786")
@@ -68,14 +69,16 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from minitnet.errors import DataError, MinitnetError
+from minitnet.errors import DataError
 
-from .config import PRESETS, HardwareConfig, preset
+from .config import PRESETS, HardwareConfig, parse_field, preset
 from .errors import ConfigError
+from .sweep_dask import task_runner
+from .sweep_tables import check_out as _check_out, pandas as _pandas, read_table, write_table
 
 __all__ = ["FLOAT", "CHUNK", "Setting", "SweepSpec", "Cell", "SweepResult", "grid", "parse_set", "parse_value",
-           "cell_seed", "plan", "run_sweep", "connect", "evaluate_chunk", "read_table", "write_table",
-           "json_rows", "plot_sweep", "summary", "one_thread", "INSTALL_HINT", "ONE_THREAD_ENV"]
+           "cell_seed", "plan", "run_sweep", "evaluate_chunk", "read_table", "write_table",
+           "json_rows", "one_thread"]
 
 FLOAT = "float"
 """The pseudo-preset of a ``Setting`` that runs the float engine (no chip)."""
@@ -84,13 +87,6 @@ CHUNK = 48
 """Default images per task: a cell's calibration (2 images ~ 5 images' evaluation) is then
 at most ~10% of its task."""
 
-INSTALL_HINT = 'pip install -e ".[sweep]" (dask[distributed], pandas, pyarrow)'
-
-ONE_THREAD_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                  "MKL_NUM_THREADS": "1"}
-"""Environment of the ``LocalCluster`` workers (read by Numba and BLAS at import)."""
-
-TABLE_SUFFIXES = (".parquet", ".csv")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,28 +109,7 @@ def parse_value(name: str, text: str):
     types = _field_types()
     if name not in types:
         raise _unknown_field(name, "parse_value")
-    kinds = [k.strip() for k in types[name].split("|")]
-    s = str(text).strip()
-    if "None" in kinds and s.lower() == "none":
-        return None
-    base = next(k for k in kinds if k != "None")
-    try:
-        if base == "int":
-            return int(s)
-        if base == "float":
-            return float(s)
-        if base == "bool":
-            if s.lower() in ("1", "true", "yes", "on"):
-                return True
-            if s.lower() in ("0", "false", "no", "off"):
-                return False
-            if "str" in kinds:  # "bool | str" (drift_compensation): the config validates the word
-                return s
-            raise ValueError(s)
-    except ValueError:
-        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}[base]
-        raise ConfigError(f"{name}={text!r}: expected {kind}" + (" or none" if "None" in kinds else "")) from None
-    return s
+    return parse_field(types[name], text, f"{name}={text!r}")
 
 
 def parse_set(text: str) -> tuple[str, tuple]:
@@ -182,7 +157,14 @@ class Setting:
     def name(self) -> str:
         if self.label:
             return self.label
-        return " ".join([self.preset] + [f"{k}={_fmt(v)}" for k, v in self.overrides])
+        return " ".join([self.preset] + [f"{k}={format_value(v)}" for k, v in self.overrides])
+
+
+def format_value(v) -> str:
+    """A swept value as a label: whole floats without the point, others ``%g``."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def grid(preset_name: str, sets: Mapping[str, Sequence] | None = None, chips: int = 1) -> list[Setting]:
@@ -475,52 +457,6 @@ def evaluate_chunk(weights: bytes, weights_sha: str, hw: HardwareConfig | None, 
             "pid": os.getpid()}
 
 
-# ---------------------------------------------------------------------------------------------
-# tables
-# ---------------------------------------------------------------------------------------------
-def _pandas():
-    try:
-        import pandas as pd
-    except ImportError as e:
-        raise MinitnetError(f"the sweep's tables need pandas ({e}); {INSTALL_HINT}") from None
-    return pd
-
-
-def _check_out(path) -> Path:
-    path = Path(path)
-    if path.suffix.lower() not in TABLE_SUFFIXES:
-        raise ConfigError(f"sweep: --out {path}: expected a .parquet or .csv file (the suffix picks the format)")
-    if not path.parent.is_dir():
-        raise ConfigError(f"sweep: --out {path}: folder {path.parent} does not exist")
-    return path
-
-
-def read_table(path):
-    """The table at ``path`` (.parquet or .csv) as a DataFrame."""
-    pd = _pandas()
-    path = _check_out(path)
-    try:
-        return pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    except Exception as e:  # a truncated or foreign file: say which, and what to do
-        raise DataError(f"sweep: cannot read the results table {path} ({type(e).__name__}: {e}); "
-                        f"move it away to start afresh") from None
-
-
-def write_table(df, path) -> None:
-    """Write ``df`` to ``path`` atomically: a temporary file beside it, then ``os.replace``."""
-    path = _check_out(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if path.suffix.lower() == ".parquet":
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _class_names(classes: int) -> list[str]:
     from minitnet.data import CAMVID_CLASSES
 
@@ -551,91 +487,6 @@ def _rows(p: _Plan, cell: Cell, conf: np.ndarray) -> list[dict]:
                    hw=None if hw is None else _canonical_hw(hw), cell=cell.key)
         rows.append(row)
     return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# Dask
-# ---------------------------------------------------------------------------------------------
-def _distributed():
-    try:
-        import distributed
-    except ImportError as e:
-        raise MinitnetError(f"sweeps run on Dask distributed, which is not installed ({e}); {INSTALL_HINT}") \
-            from None
-    return distributed
-
-
-class _Synchronous:
-    """Dask's synchronous scheduler behind the calls the driver makes of a ``Client``: every task
-    runs in this process, in submission order, when the driver asks for the next result."""
-
-    def scatter(self, data, **kwargs):
-        return data
-
-    def submit(self, fn, *args, retries=0, **kwargs):
-        import dask
-
-        return dask.delayed(fn, pure=True)(*args)
-
-    def completed(self, futures):
-        for f in futures:
-            yield f, f.compute(scheduler="synchronous")
-
-    def cancel(self, futures):
-        pass
-
-
-class _Distributed:
-    def __init__(self, client):
-        self.client = client
-
-    def scatter(self, data, **kwargs):
-        return self.client.scatter(data, broadcast=True, hash=True)
-
-    def submit(self, fn, *args, retries=0, **kwargs):
-        return self.client.submit(fn, *args, retries=retries, pure=True)
-
-    def completed(self, futures):
-        for f in _distributed().as_completed(futures):
-            yield f, f.result()
-
-    def cancel(self, futures):
-        self.client.cancel(futures)
-
-
-@contextlib.contextmanager
-def connect(workers: int | None = None, scheduler: str | None = None, quiet: bool = True):
-    """A Dask ``Client``: of the scheduler at ``scheduler`` (or ``DASK_SCHEDULER_ADDRESS``, read
-    only when ``workers`` is None) if given, else of a new ``LocalCluster`` of ``workers``
-    one-thread processes (default: one per core; Numba and BLAS at one thread); ``workers=0``:
-    None (tasks run in this process with Dask's synchronous scheduler). Closed on exit (a
-    LocalCluster is shut down)."""
-    if scheduler is None and workers is None:    # an explicit worker count keeps the sweep local
-        scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
-    if scheduler is None and workers == 0:
-        yield None
-        return
-    distributed = _distributed()
-    if scheduler is not None:
-        try:
-            client = distributed.Client(scheduler, timeout="20s")
-        except OSError as e:
-            raise MinitnetError(f"sweep: cannot reach the Dask scheduler at {scheduler} ({e}); start one with "
-                                f"`dask scheduler` and workers with `dask worker {scheduler} --nthreads 1`") \
-                from None
-        with client:
-            yield client
-        return
-    if workers is None:
-        workers = os.cpu_count() or 1
-    _check_count("workers", workers)
-    import logging
-
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       env=dict(ONE_THREAD_ENV), dashboard_address=":0",
-                                       silence_logs=logging.ERROR if quiet else logging.WARNING)
-    with cluster, distributed.Client(cluster) as client:
-        yield client
 
 
 # ---------------------------------------------------------------------------------------------
@@ -677,7 +528,7 @@ def run_sweep(spec: SweepSpec, client=None, out=None, progress: bool = False, re
             if counts.get(c.key, 0) == len(p.nets[c.weights].config.head_iterations):
                 done_keys.add(c.key)
     todo = [c for c in p.cells if c.key not in done_keys]
-    runner = _Synchronous() if client is None else _Distributed(client)
+    runner = task_runner(client)
     kept = existing if existing is not None else pd.DataFrame()
     new_rows: dict[str, list[dict]] = {}
     times, t0 = [], time.perf_counter()
@@ -778,94 +629,3 @@ def json_rows(p: _Plan, table) -> list[dict]:
             row.update(chip=c.chip, seed=c.seed, output=int(n), miou=None if not math.isfinite(m) else m)
             rows.append(row)
     return rows
-
-
-# ---------------------------------------------------------------------------------------------
-# reading the results
-# ---------------------------------------------------------------------------------------------
-def _fmt(v) -> str:
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def summary(res: SweepResult) -> str:
-    """Text: per weights and setting, mIoU (%) mean +- std over chips at the first, the last and
-    the best output."""
-    t = res.table
-    if not len(t):
-        return "no rows"
-    groups = list(t.groupby(["weights", "setting"], sort=False))
-    ww = max(7, *(len(Path(w).name) for (w, _), _ in groups))
-    sw = max(7, *(len(s) for (_, s), _ in groups))
-    lines = [f"{res.cells} cells ({res.cells_run} run now, {res.tasks_run} tasks); mIoU (%) mean ± std over chips",
-             "", f"{'weights':<{ww}} {'setting':<{sw}} {'chips':>5} {'first':>13} {'last':>13} {'best (output)':>18}"]
-    for (w, s), g in groups:
-        per = g.groupby("output", sort=True)["miou"]
-        mean, std = per.mean() * 100, per.std(ddof=1).fillna(0.0) * 100
-        chips = g["chip"].nunique()
-        best = mean.idxmax() if mean.notna().any() else mean.index[-1]
-
-        def cell(o):
-            return f"{mean[o]:6.2f} ± {std[o]:4.2f}" if chips > 1 else f"{mean[o]:6.2f}       "
-
-        lines.append(f"{Path(w).name:<{ww}} {s:<{sw}} {chips:>5} {cell(mean.index[0]):>13} "
-                     f"{cell(mean.index[-1]):>13} {cell(best):>13} ({best})")
-    return "\n".join(lines)
-
-
-def plot_sweep(res: SweepResult, path, title: str | None = None, dpi: int = 120) -> str:
-    """mIoU of every output against each swept field: one row of panels per weights file, one
-    panel per field (x: the field's values, equally spaced), one line per output (mean over
-    chips, and over the other swept fields; band: +- one std over chips)."""
-    from minitnet.plots import require_matplotlib, save_figure
-
-    Figure, FigureCanvasAgg = require_matplotlib()
-    t = res.table
-    t = t[t["preset"] != FLOAT] if len(t) else t
-    fields = list(res.fields)
-    if not len(t) or not fields:
-        raise ConfigError("sweep --plot: nothing to draw (no swept field: give --set FIELD=V1,V2)")
-    files = list(dict.fromkeys(t["weights"]))
-    fig = Figure(figsize=(4.4 * len(fields) + 1.6, 3.6 * len(files) + 0.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(files), len(fields), sharey=True, squeeze=False)
-    import matplotlib
-
-    cmap = matplotlib.colormaps["viridis"]
-    outputs = sorted(set(int(o) for o in t["output"]))
-    norm = (lambda o: 0.0) if len(outputs) == 1 else (lambda o: (o - outputs[0]) / (outputs[-1] - outputs[0]))
-    for r, w in enumerate(files):
-        tw = t[t["weights"] == w]
-        for c, f in enumerate(fields):
-            ax = axes[r][c]
-            vals = [v for v in dict.fromkeys(tw[f].tolist())
-                    if v is not None and not (isinstance(v, float) and math.isnan(v))]
-            try:
-                vals = sorted(vals)
-            except TypeError:
-                pass
-            x = np.arange(len(vals))
-            for o in outputs:
-                to = tw[tw["output"] == o]
-                # per chip: mean over the other swept fields; then mean and std over chips
-                per = [to[to[f] == v].groupby("chip")["miou"].mean() * 100 for v in vals]
-                mean = np.array([s.mean() for s in per])
-                std = np.array([s.std(ddof=1) if len(s) > 1 else 0.0 for s in per])
-                colour = cmap(0.9 * norm(o))
-                ax.plot(x, mean, "o-", ms=3, lw=1.3, color=colour, label=f"output {o}")
-                ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.12, lw=0)
-            ax.set_xticks(x, [_fmt(v) for v in vals])
-            ax.set_xlabel(f + ("" if len(fields) == 1 else "  (mean over the other fields)"), fontsize=9)
-            ax.grid(alpha=0.3)
-            if c == 0:
-                ax.set_ylabel(f"{Path(w).name}\nmIoU (%)", fontsize=9)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if len(handles) > 8:  # many outputs: label a few, the colour runs from the first to the last
-        keep = sorted({0, len(handles) // 3, 2 * len(handles) // 3, len(handles) - 1})
-        handles, labels = [handles[i] for i in keep], [labels[i] for i in keep]
-    fig.legend(handles, labels, loc="outside right center", fontsize=8,
-               title="mean ± std\nover chips", title_fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return save_figure(fig, path, dpi)

@@ -118,7 +118,7 @@ def spec_from_args(args):
 
 
 def run(args) -> int:
-    from . import sweep
+    from . import sweep, sweep_dask, sweep_report
 
     spec = spec_from_args(args)
     sweep.plan(spec)                      # weights, split, counts: fail before starting any worker
@@ -131,17 +131,17 @@ def run(args) -> int:
             raise ConfigError("--plot draws mIoU against the swept fields: give at least one --set FIELD=V1,V2")
     if args.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {args.retries}")
-    with sweep.connect(workers=args.workers, scheduler=args.scheduler) as client:
+    with sweep_dask.connect(workers=args.workers, scheduler=args.scheduler) as client:
         if client is not None and not args.quiet:
             print(f"minitnet sweep: Dask dashboard {client.dashboard_link}", file=sys.stderr)
         res = sweep.run_sweep(spec, client, out=args.out, progress=not args.quiet, retries=args.retries)
     if args.plot:
-        sweep.plot_sweep(res, args.plot, title=f"{args.preset}: {args.split} split of {args.data_dir}, "
+        sweep_report.plot_sweep(res, args.plot, title=f"{args.preset}: {args.split} split of {args.data_dir}, "
                                                f"{args.chips} chip(s) per setting")
     if args.json:
         json.dump({"rows": res.json_rows}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(sweep.summary(res))
+    print(sweep_report.summary(res))
     print(f"\nresults: {Path(args.out)}" + (f"; plot: {args.plot}" if args.plot else ""))
     return 0

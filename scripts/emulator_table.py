@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         return 0
 
     import minitnet
-    from emulator import sweep
+    from emulator import sweep, sweep_dask
     from minitnet.errors import MinitnetError
 
     paths = [Path(w) for w in args.weights] if args.weights else [w for w in DEFAULT_WEIGHTS if w.exists()]
@@ -207,7 +207,7 @@ def main(argv=None) -> int:
                            split=args.split, limit=args.limit, seed=args.seed,
                            calibration_images=args.calibration_images)
     try:
-        with sweep.connect(workers=args.workers, scheduler=args.scheduler) as client:
+        with sweep_dask.connect(workers=args.workers, scheduler=args.scheduler) as client:
             res = sweep.run_sweep(spec, client, out=args.results, progress=not args.quiet)
     except MinitnetError as e:
         print(f"emulator_table: {e}", file=sys.stderr)

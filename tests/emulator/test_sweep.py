@@ -16,7 +16,7 @@ pytest.importorskip("distributed")
 pytest.importorskip("pyarrow")
 
 from emulator import ConfigError  # noqa: E402
-from emulator import sweep  # noqa: E402
+from emulator import sweep, sweep_dask  # noqa: E402
 from minitnet import ItNetConfig  # noqa: E402
 from minitnet.cli import main  # noqa: E402
 from netutil import write_random  # noqa: E402
@@ -48,7 +48,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
-    with sweep.connect(workers=2) as c:
+    with sweep_dask.connect(workers=2) as c:
         yield c
 
 
