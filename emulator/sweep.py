@@ -74,11 +74,12 @@ from minitnet.errors import DataError
 from .config import PRESETS, HardwareConfig, parse_field, preset
 from .errors import ConfigError
 from .sweep_dask import task_runner
-from .sweep_tables import check_out as _check_out, pandas as _pandas, read_table, write_table
+from .sweep_tables import check_out as _check_out, json_rows, merge_rows as _merge, pandas as _pandas
+from .sweep_tables import read_table, write_table
 
 __all__ = ["FLOAT", "CHUNK", "Setting", "SweepSpec", "Cell", "SweepResult", "grid", "parse_set", "parse_value",
            "cell_seed", "plan", "run_sweep", "evaluate_chunk", "read_table", "write_table",
-           "json_rows", "one_thread"]
+           "one_thread"]
 
 FLOAT = "float"
 """The pseudo-preset of a ``Setting`` that runs the float engine (no chip)."""
@@ -595,37 +596,3 @@ def run_sweep(spec: SweepSpec, client=None, out=None, progress: bool = False, re
                                 kind="stable").reset_index(drop=True)
     return SweepResult(mine, spec.fields, len(p.cells), len(todo), len(times), times, wall,
                        None if out is None else str(out), json_rows(p, mine))
-
-
-def _merge(pd, kept, new_rows):
-    new = pd.DataFrame([r for rows in new_rows.values() for r in rows])
-    if not len(kept):
-        return new
-    if not len(new):
-        return kept
-    # a cell run again (its rows were incomplete) replaces its old rows
-    kept = kept[~kept["cell"].isin(new["cell"])] if "cell" in kept.columns else kept
-    return pd.concat([kept, new], ignore_index=True)
-
-
-def json_rows(p: _Plan, table) -> list[dict]:
-    """The rows of ``--json``: weights, every swept field by its HardwareConfig name, chip, seed,
-    output, miou (None where NaN), in plan order. Field values come from the plan (not the
-    file), so they keep their types whatever the table format."""
-    if not len(table):
-        return []
-    miou = {(c, int(o)): float(m) for c, o, m in zip(table["cell"], table["output"], table["miou"])}
-    rows = []
-    for c in p.cells:
-        swept = dict(c.setting.overrides)
-        for n in p.nets[c.weights].config.head_iterations:
-            m = miou.get((c.key, int(n)))
-            if m is None:
-                continue
-            row = {"weights": str(p.spec.weights[c.weights])}
-            if any(s.preset != p.spec.settings[0].preset for s in p.spec.settings):
-                row["preset"] = c.setting.preset
-            row.update({f: swept.get(f) for f in p.spec.fields})
-            row.update(chip=c.chip, seed=c.seed, output=int(n), miou=None if not math.isfinite(m) else m)
-            rows.append(row)
-    return rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from minitnet.errors import DataError, MinitnetError
 from .errors import ConfigError
 from .sweep_dask import INSTALL_HINT
 
-__all__ = ["TABLE_SUFFIXES", "pandas", "check_out", "read_table", "write_table"]
+__all__ = ["TABLE_SUFFIXES", "pandas", "check_out", "read_table", "write_table", "merge_rows", "json_rows"]
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 
@@ -56,3 +57,38 @@ def write_table(df, path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def merge_rows(pd, kept, new_rows):
+    """``kept`` (a DataFrame) with the rows of ``new_rows`` ({cell: rows}); a cell run again replaces its old rows."""
+    new = pd.DataFrame([r for rows in new_rows.values() for r in rows])
+    if not len(kept):
+        return new
+    if not len(new):
+        return kept
+    # a cell run again (its rows were incomplete) replaces its old rows
+    kept = kept[~kept["cell"].isin(new["cell"])] if "cell" in kept.columns else kept
+    return pd.concat([kept, new], ignore_index=True)
+
+
+def json_rows(p, table) -> list[dict]:
+    """The rows of ``--json`` for plan ``p`` (``emulator.sweep.plan``): weights, every swept field by its HardwareConfig name, chip, seed,
+    output, miou (None where NaN), in plan order. Field values come from the plan (not the
+    file), so they keep their types whatever the table format."""
+    if not len(table):
+        return []
+    miou = {(c, int(o)): float(m) for c, o, m in zip(table["cell"], table["output"], table["miou"])}
+    rows = []
+    for c in p.cells:
+        swept = dict(c.setting.overrides)
+        for n in p.nets[c.weights].config.head_iterations:
+            m = miou.get((c.key, int(n)))
+            if m is None:
+                continue
+            row = {"weights": str(p.spec.weights[c.weights])}
+            if any(s.preset != p.spec.settings[0].preset for s in p.spec.settings):
+                row["preset"] = c.setting.preset
+            row.update({f: swept.get(f) for f in p.spec.fields})
+            row.update(chip=c.chip, seed=c.seed, output=int(n), miou=None if not math.isfinite(m) else m)
+            rows.append(row)
+    return rows
