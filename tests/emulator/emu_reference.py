@@ -162,3 +162,25 @@ def unfused_dense(chip, name, x, rng, act, residual):
     res = residual if residual is not None else np.zeros((1, 1, 1, 1), np.float32)
     epilogue_nchw(acc, pl.bias, res, residual is not None, act, out)
     return out
+
+
+# -- statistics and comparisons shared by the emulator's tests ----------------------------------
+def image(seed=1, shape=(1, 3, 21, 30)):
+    """A float32 NCHW input with standard normal values."""
+    return np.random.default_rng(seed).normal(0, 1, shape).astype(np.float32)
+
+
+def rel(a, b):
+    """Relative L2 error ||a - b|| / ||b|| in float64."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(np.asarray(b, np.float64)))
+
+
+def assert_mean_std(sample, mean, std, what):
+    """The sample's mean and std within 4 sigma/sqrt(n) and 4 sigma/sqrt(2n) of ``mean`` and ``std``."""
+    sample = np.asarray(sample, dtype=np.float64).ravel()
+    n = sample.size
+    tol_mean, tol_std = 4 * std / np.sqrt(n), 4 * std / np.sqrt(2 * n)
+    assert abs(sample.mean() - mean) <= tol_mean, (
+        f"{what}: mean {sample.mean():.5g}, expected {mean:.5g} +- {tol_mean:.3g} (4 sigma/sqrt(n), n={n})")
+    assert abs(sample.std() - std) <= tol_std, (
+        f"{what}: std {sample.std():.5g}, expected {std:.5g} +- {tol_std:.3g} (4 sigma/sqrt(2n), n={n})")

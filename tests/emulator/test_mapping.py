@@ -24,8 +24,8 @@ from emulator.chip import Chip
 from emulator.depthwise import DepthwiseTiles, depthwise_tiles_nchw
 from emulator.adc import Epilogue
 from emulator.rng import word
-from emu_reference import (KeyedNormals, act, draws_block, normals_from_key, normals_of_words, patches, to_nchw,
-                           unfused_dense)
+from emu_reference import (KeyedNormals, act, assert_mean_std, draws_block, image, normals_from_key, normals_of_words,
+                           patches, rel, to_nchw, unfused_dense)
 from emulator.quantize import quant_step, quantize
 from emulator.tiles import plan_layer
 from minitnet import ItNetConfig
@@ -45,24 +45,6 @@ def rng(seed=0):
 
 def make_net(cfg=SHARED, seed=0):
     return ItNet(cfg, random_tensors(cfg, rng(seed)))
-
-
-def image(seed=1, shape=(1, 3, 21, 30)):
-    return rng(seed).normal(0, 1, shape).astype(np.float32)
-
-
-def rel(a, b):
-    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(np.asarray(b, np.float64)))
-
-
-def assert_mean_std(sample, mean, std, what):
-    sample = np.asarray(sample, dtype=np.float64).ravel()
-    n = sample.size
-    tol_mean, tol_std = 4 * std / np.sqrt(n), 4 * std / np.sqrt(2 * n)
-    assert abs(sample.mean() - mean) <= tol_mean, (
-        f"{what}: mean {sample.mean():.5g}, expected {mean:.5g} +- {tol_mean:.3g} (4 sigma/sqrt(n), n={n})")
-    assert abs(sample.std() - std) <= tol_std, (
-        f"{what}: std {sample.std():.5g}, expected {std:.5g} +- {tol_std:.3g} (4 sigma/sqrt(2n), n={n})")
 
 
 def assert_within_one_adc_step(got, ref, pl, what, per_row_piece=True):

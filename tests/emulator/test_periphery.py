@@ -20,6 +20,7 @@ from emulator.report import mapping_report
 from minitnet import ItNetConfig
 from minitnet.engine import ItNet
 from netutil import random_tensors
+from emu_reference import assert_mean_std, image, rel
 
 CFG = ItNetConfig(levels=2, blocks=1, iterations=3, width=8)
 SMALL = dict(rows=16, cols=12)  # most layers split into several row and column pieces
@@ -31,24 +32,6 @@ def rng(seed=0):
 
 def make_net(cfg=CFG, seed=0):
     return ItNet(cfg, random_tensors(cfg, rng(seed)))
-
-
-def image(seed=1, shape=(1, 3, 21, 30)):
-    return rng(seed).normal(0, 1, shape).astype(np.float32)
-
-
-def rel(a, b):
-    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(np.asarray(b, np.float64)))
-
-
-def assert_mean_std(sample, mean, std, what):
-    sample = np.asarray(sample, dtype=np.float64).ravel()
-    n = sample.size
-    tol_mean, tol_std = 4 * std / np.sqrt(n), 4 * std / np.sqrt(2 * n)
-    assert abs(sample.mean() - mean) <= tol_mean, (
-        f"{what}: mean {sample.mean():.5g}, expected {mean:.5g} +- {tol_mean:.3g} (4 sigma/sqrt(n), n={n})")
-    assert abs(sample.std() - std) <= tol_std, (
-        f"{what}: std {sample.std():.5g}, expected {std:.5g} +- {tol_std:.3g} (4 sigma/sqrt(2n), n={n})")
 
 
 def chip_logits(net, hw, x, seed=0):
