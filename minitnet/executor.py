@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 
 from . import ops
-from .graph import Graph, Layer, Node, Phase
+from .graph import OPS, Graph, Layer, Node, Phase
 from .kernels import blas
 
 __all__ = ["Backend", "FloatBackend", "ObserverBackend", "run", "run_phase", "concat_slots"]
@@ -64,7 +64,7 @@ class FloatBackend:
     (``minitnet.weights.fold_weights``).
     """
 
-    placed_ops = frozenset({"conv", "affine", "resize"})
+    placed_ops = frozenset(op for op, spec in OPS.items() if spec.writes_into)
 
     def __init__(self, params: dict):
         self.params = params

@@ -47,10 +47,9 @@ runtime) run the phases.
 
 The op table
 ------------
-``OPS`` describes each op once (``OpSpec``): whether it uses a layer's weights,
-whether it is a matrix-vector product (the MACs, the emulator's tiles), whether
-an executor may hand it an output slice, and which input rows each output row
-reads (``OpSpec.input_rows``; the timing model's row dependencies).
+``OPS`` describes each op once (``OpSpec``): whether it is a matrix-vector
+product (the MACs, the emulator's tiles), whether an executor may hand it an
+output slice, and which input rows each output row reads (``OpSpec.input_rows``; the timing model's row dependencies).
 """
 
 from __future__ import annotations
@@ -200,7 +199,6 @@ def _same_rows(node, layer, H, OH):
 class OpSpec:
     """What every reader of the IR needs to know of one op.
 
-    weighted:  reads the parameters of ``Graph.layer_of(node, n)`` (conv, affine)
     mvm:       a matrix-vector product: counts MACs, runs on crossbar tiles in the emulator
     writes_into: the float op can write its output into an array it is given (a concat's slice)
     rows:      ``rows(node, layer, H, OH) -> (lo, hi)``: the input rows output row r reads,
@@ -208,7 +206,6 @@ class OpSpec:
     """
 
     name: str
-    weighted: bool
     mvm: bool
     writes_into: bool
     rows: Callable[[Node, "Layer | None", int, int], tuple[np.ndarray, np.ndarray]]
@@ -223,12 +220,12 @@ class OpSpec:
 
 
 OPS: dict[str, OpSpec] = {
-    "conv": OpSpec("conv", True, True, True,
+    "conv": OpSpec("conv", True, True,
                    lambda nd, l, H, OH: rows_conv(H, OH, l.kernel_size[0], l.stride, l.padding)),
-    "affine": OpSpec("affine", True, False, True, _same_rows),
-    "maxpool": OpSpec("maxpool", False, False, False, lambda nd, l, H, OH: rows_pool(H, OH, nd.attrs["kernel_size"])),
-    "resize": OpSpec("resize", False, False, True, lambda nd, l, H, OH: rows_resize(H, OH)),
-    "concat": OpSpec("concat", False, False, False, _same_rows),
+    "affine": OpSpec("affine", False, True, _same_rows),
+    "maxpool": OpSpec("maxpool", False, False, lambda nd, l, H, OH: rows_pool(H, OH, nd.attrs["kernel_size"])),
+    "resize": OpSpec("resize", False, True, lambda nd, l, H, OH: rows_resize(H, OH)),
+    "concat": OpSpec("concat", False, False, _same_rows),
 }
 
 
@@ -305,18 +302,11 @@ class Graph:
     def iterations(self) -> int:
         return self.config.iterations
 
-    def check_last(self, last, where: str = "ItNet") -> int:
-        """``last`` as an int in 1..N; ShapeError otherwise."""
-        N = self.iterations
-        if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or not 1 <= last <= N:
-            raise ShapeError(f"{where}: last={last!r} must be an iteration in 1..{N}")
-        return int(last)
-
     def phases(self, last: int | None = None, heads: bool = True) -> Iterator[Phase]:
         """The loop up to iteration ``last`` (default N) as block executions, in order: the
         data block; then for n = 1..last the body (its mixing nodes skipped at n = 1) and,
         when ``heads`` and n is a head iteration, the head."""
-        last = self.iterations if last is None else self.check_last(last, "Graph.phases")
+        last = self.iterations if last is None else self.config.check_last(last, "Graph.phases")
         L = len(self.init)
         state = {f"state.{l}": f"state.{l}" for l in range(L)}
         yield Phase("data", 0, tuple(self.data), {"image": "image"}, self.init)
