@@ -150,9 +150,7 @@ class Chip:
         net = self.net
         check_rng(rng, "Chip.run")
         cfg = net.config
-        last = cfg.iterations if last is None else last
-        if isinstance(last, bool) or not isinstance(last, (int, np.integer)) or not 1 <= last <= cfg.iterations:
-            raise ShapeError(f"Chip.run: last={last!r} must be an iteration in 1..{cfg.iterations}")
+        last = cfg.check_last(cfg.iterations if last is None else last, "Chip.run")
         x = net.prepare(x)
         if self.needs_calibration:
             warnings.warn(f"Chip.run: {needs_message(self.hw)} and no calibration images were given: calibrating "
@@ -172,7 +170,8 @@ class Chip:
             err = math.nan
             if ref is not None:
                 k, fstate, _ = next(ref)
-                assert k == n, (k, n)  # both yield at the head iterations
+                if k != n:  # both yield at the head iterations
+                    raise RuntimeError(f"Chip.run: the float reference yielded output {k}, the chip {n}")
                 err = _relative_state_error(state, fstate)
             yield n, logits, err
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import operator
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from .errors import ConfigError, ShapeError
 
 __all__ = ["ItNetConfig"]
 
@@ -104,6 +105,13 @@ class ItNetConfig:
     def body_index(self, n: int) -> int:
         """Weight set (0-based) used by iteration n (1-based)."""
         return 0 if self.shared else n - 1
+
+    def check_last(self, last, where: str = "ItNet") -> int:
+        """``last`` as an int iteration in 1..N; ShapeError naming ``where`` otherwise."""
+        N = self.iterations
+        if isinstance(last, bool) or not isinstance(last, numbers.Integral) or not 1 <= last <= N:
+            raise ShapeError(f"{where}: last={last!r} must be an iteration in 1..{N}")
+        return int(last)
 
     def body_has_mix(self, b: int) -> bool:
         """Whether body b owns a scale-mixing conv (used by some iteration n > 1)."""

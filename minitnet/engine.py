@@ -122,7 +122,7 @@ class ItNet:
         when ``fused`` and the graph has one, else from the node-by-node executor."""
         x = self.prepare(x)
         g = self.graph(x.shape[2], x.shape[3])
-        last = g.check_last(g.iterations if last is None else last)
+        last = self.config.check_last(g.iterations if last is None else last)
         plan = self.fused_plan(g) if self.fused else None
         if plan is not None:
             yield from plan.run(x, last, with_state)
