@@ -20,7 +20,7 @@ import threading
 
 from numba.core import event
 
-__all__ = ["compile_notice", "cache_location"]
+__all__ = ["compile_notice", "cache_location", "CompileCounter"]
 
 #: modules whose kernels the notice is about
 _OURS = ("minitnet.", "emulator.")
@@ -31,23 +31,43 @@ def cache_location() -> str:
     return os.environ.get("NUMBA_CACHE_DIR") or "the __pycache__ folders of minitnet's modules"
 
 
-class _Notice(event.Listener):
-    def __init__(self, stream, label: str):
-        self.stream, self.label, self.said = stream, label, False
+class CompileCounter(event.Listener):
+    """A listener of Numba's ``numba:compile`` event counting the kernels of minitnet and the
+    emulator that compile (cache misses): ``compiled``."""
+
+    def __init__(self):
+        self.compiled = 0
         self._lock = threading.Lock()
 
     def on_start(self, ev):
         disp = (ev.data or {}).get("dispatcher")
         mod = getattr(getattr(disp, "py_func", None), "__module__", "") or ""
-        with self._lock:
-            if self.said or not mod.startswith(_OURS):
-                return
-            self.said = True
-        print(f"{self.label}compiling kernels (first run only; cached in {cache_location()})...",
-              file=self.stream, flush=True)
+        if mod.startswith(_OURS):
+            with self._lock:
+                self.compiled += 1
+                first = self.compiled == 1
+            if first:
+                self.first_compile()
 
     def on_end(self, ev):
         pass
+
+    def first_compile(self):
+        """Called once, when the first of our kernels starts compiling."""
+
+
+class _Notice(CompileCounter):
+    def __init__(self, stream, label: str):
+        super().__init__()
+        self.stream, self.label = stream, label
+
+    @property
+    def said(self) -> bool:
+        return self.compiled > 0
+
+    def first_compile(self):
+        print(f"{self.label}compiling kernels (first run only; cached in {cache_location()})...",
+              file=self.stream, flush=True)
 
 
 @contextlib.contextmanager

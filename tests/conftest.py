@@ -1,5 +1,8 @@
 """Shared test settings. Tolerances live here so every comparison quotes the same numbers."""
 
+import numpy as np
+import pytest
+
 #: float32 elementwise results and short sums (pooling, resize, small convs).
 RTOL = 1e-5
 ATOL = 1e-5
@@ -9,11 +12,7 @@ ATOL = 1e-5
 ATOL_REDUCTION = 1e-4
 
 
-import numpy as _np
-import pytest as _pytest
-
-
-@_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def demo_random_weights(tmp_path_factory):
     """The shared f=51 architecture with random weights (seed 0), written once per session:
     a stand-in model whose outputs mean nothing (``scripts/make_demo_weights.py`` writes the same)."""
@@ -24,6 +23,6 @@ def demo_random_weights(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("weights") / "demo-random-f51.h5"
     cfg = ItNetConfig()
-    write_hdf5(path, cfg, random_tensors(cfg, _np.random.default_rng(0)),
+    write_hdf5(path, cfg, random_tensors(cfg, np.random.default_rng(0)),
                metadata={"note": "random weights (seed 0): a stand-in, not a model"})
     return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..jit import cache_location
+from ..jit import CompileCounter, cache_location
 from .common import default_weights
 
 HELP = """Compile (or load from Numba's cache) every kernel a model runs: the fused engine
@@ -33,7 +33,7 @@ def run(args) -> int:
 
     weights = args.weights or default_weights()
     t0 = time.perf_counter()
-    counter = _Count()
+    counter = CompileCounter()
     with event.install_listener("numba:compile", counter):
         net = minitnet.load(weights)
         img = np.zeros((40, 56, 3), np.uint8)  # kernels are typed by dtype and rank, not by size
@@ -43,20 +43,3 @@ def run(args) -> int:
     print(f"minitnet warmup: kernels of {weights} ready in {time.perf_counter() - t0:.1f} s "
           f"({counter.compiled} compiled, the rest loaded from the cache in {cache_location()})")
     return 0
-
-
-def _Count():
-    from numba.core import event
-
-    class Count(event.Listener):
-        """Counts compilations (cache misses)."""
-
-        compiled = 0
-
-        def on_start(self, ev):
-            self.compiled += 1
-
-        def on_end(self, ev):
-            pass
-
-    return Count()
