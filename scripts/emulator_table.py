@@ -34,17 +34,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = [ROOT / "weights" / "camvid-shared-f51.h5", ROOT / "weights" / "camvid-independent-f29.h5"]
+PRESETS = ("pcm", "aihwkit-default", "pcm-hwa")  # the analog presets of the table (emulator/README.md)
+TIMES = (("t = 0", 0.0), ("1 hour", 3600.0), ("1 day", 86400.0), ("1 month", 2592000.0))
 SETTINGS = [  # (label, preset, overrides)
     ("ideal", "ideal", {}),
     ("8-bit", "8bit", {}),
-    ("PCM, t = 0", "pcm", {}),
-    ("PCM, 1 hour", "pcm", {"t_inference": 3600.0}),
-    ("PCM, 1 day", "pcm", {"t_inference": 86400.0}),
-]
-ABLATIONS = [  # --ablations: which part of the PCM model costs the accuracy (t = 0, one part off each)
-    ("PCM, t = 0, no programming noise", "pcm", {"prog_noise_scale": 0.0}),
-    ("PCM, t = 0, no read noise", "pcm", {"read_noise_scale": 0.0}),
-    ("PCM, t = 0, no ADC noise", "pcm", {"out_noise_std": 0.0}),
+] + [(f"{name}, {when}", name, {"t_inference": t} if t else {}) for name in PRESETS for when, t in TIMES]
+DAY = {"t_inference": 86400.0}
+ABLATIONS = [  # --ablations: pcm-hwa at 1 day with one choice changed (towards pcm or aihwkit-default) or one
+    # noise source off: which periphery choice matters how much
+    ("pcm-hwa, 1 day, per-tile weights", "pcm-hwa", {**DAY, "weight_scaling": "tile"}),
+    ("pcm-hwa, 1 day, DAC range at max |x|", "pcm-hwa", {**DAY, "inp_quantile": 1.0}),
+    ("pcm-hwa, 1 day, per-vector inputs", "pcm-hwa", {**DAY, "inp_range": "per-vector", "inp_quantile": 1.0}),
+    ("pcm-hwa, 1 day, 1/f per MVM", "pcm-hwa", {**DAY, "read_noise_mode": "per-mvm"}),
+    ("pcm-hwa, 1 day, 256x256 tiles", "pcm-hwa", {**DAY, "rows": 256, "cols": 256}),
+    ("pcm-hwa, 1 day, column drift comp.", "pcm-hwa", {**DAY, "drift_compensation": "column"}),
+    ("pcm-hwa, 1 day, no drift comp.", "pcm-hwa", {**DAY, "drift_compensation": False}),
+    ("pcm-hwa, 1 day, no programming noise", "pcm-hwa", {**DAY, "prog_noise_scale": 0.0}),
+    ("pcm-hwa, 1 day, no read noise", "pcm-hwa", {**DAY, "read_noise_scale": 0.0}),
+    ("pcm-hwa, 1 day, no ADC noise", "pcm-hwa", {**DAY, "out_noise_std": 0.0}),
 ]
 
 
@@ -65,8 +73,11 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, metavar="FILE.json", help="also write every number as JSON")
     p.add_argument("--results", default=None, metavar="FILE.parquet",
                    help="the sweep's tidy table (.parquet or .csv); a rerun with the same file resumes")
+    p.add_argument("--presets", default=",".join(PRESETS), metavar="P[,P]",
+                   help="the analog presets whose rows to run (default %(default)s; 'none': only float, ideal, "
+                        "8-bit and --ablations)")
     p.add_argument("--ablations", action="store_true",
-                   help="also PCM at t=0 without programming noise, without read noise, without ADC noise")
+                   help="also pcm-hwa at 1 day with one periphery choice changed or one noise source off")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also draw every setting's anytime curve, one panel per weights file")
     p.add_argument("--from-json", default=None, metavar="FILE.json",
@@ -85,13 +96,15 @@ def cell(mean: float, std: float | None) -> str:
     return f"{100 * mean:.2f}" if std is None else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def settings(chips: int, ablations: bool):
-    """The sweep's settings: the float engine, then SETTINGS (+ ABLATIONS), one chip where nothing is drawn."""
+def settings(chips: int, ablations: bool, presets=PRESETS):
+    """The sweep's settings: the float engine, then SETTINGS of ``presets`` (+ ABLATIONS), one chip
+    where nothing is drawn."""
     from emulator.evaluation import is_deterministic
     from emulator.sweep import FLOAT, Setting
 
     out = [Setting(FLOAT, label="float")]
-    for label, name, over in SETTINGS + (ABLATIONS if ablations else []):
+    rows = [r for r in SETTINGS if r[1] not in PRESETS or r[1] in presets]
+    for label, name, over in rows + (ABLATIONS if ablations else []):
         s = Setting(name, tuple(over.items()), 1, label)
         out.append(Setting(name, tuple(over.items()), 1 if is_deterministic(s.hw) else chips, label))
     return out
@@ -194,6 +207,11 @@ def main(argv=None) -> int:
         print(f"emulator_table: missing weights {missing}" if missing else
               "emulator_table: --chips and --calibration-images must be >= 1", file=sys.stderr)
         return 1
+    presets = [] if args.presets.strip() == "none" else [p.strip() for p in args.presets.split(",") if p.strip()]
+    if any(p not in PRESETS for p in presets):
+        print(f"emulator_table: --presets {args.presets!r}: expected a comma list of {', '.join(PRESETS)}, "
+              f"or 'none'", file=sys.stderr)
+        return 1
     columns = None
     for path in paths:
         outs = list(minitnet.load(path).config.head_iterations)
@@ -203,7 +221,7 @@ def main(argv=None) -> int:
             print(f"emulator_table: outputs {bad} are not outputs of {path.name} ({outs})", file=sys.stderr)
             return 1
         columns = wanted if columns is None else [n for n in columns if n in wanted]
-    spec = sweep.SweepSpec(args.data_dir, [str(p) for p in paths], settings(args.chips, args.ablations),
+    spec = sweep.SweepSpec(args.data_dir, [str(p) for p in paths], settings(args.chips, args.ablations, presets),
                            split=args.split, limit=args.limit, seed=args.seed,
                            calibration_images=args.calibration_images)
     try:
