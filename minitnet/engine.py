@@ -43,7 +43,7 @@ class ItNet:
 
     def __init__(self, config: ItNetConfig, tensors: dict, norm_scale=(1 / 255,) * 3, norm_offset=(0.0,) * 3,
                  bn_eps: float = BN_EPS, metadata: dict | None = None, source: str | None = None,
-                 fused_options: FusedOptions | None = None):
+                 fused_options: FusedOptions | None = None, input_ranges: dict | None = None):
         self.config = config
         self.tensors = tensors
         self.norm_scale = np.asarray(norm_scale, np.float32).reshape(3)
@@ -51,6 +51,8 @@ class ItNet:
         self.bn_eps = bn_eps
         self.metadata = metadata or {}
         self.source = source
+        #: {conv layer: learned DAC range} of a hardware-aware trained file (format version 2), else {}
+        self.input_ranges = dict(input_ranges or {})
         self._graphs: dict[tuple[int, int], Graph] = {}
         self._plans: dict[tuple[int, int], FusedPlan | None] = {}
         self._prepared: dict[tuple[str, str], tuple] = {}  # conv weights in kernel layout, for every plan
@@ -63,7 +65,8 @@ class ItNet:
     @classmethod
     def from_file(cls, path) -> "ItNet":
         wf: WeightFile = read_hdf5(path)
-        return cls(wf.config, wf.tensors, wf.norm_scale, wf.norm_offset, wf.bn_eps, wf.metadata, os.fspath(path))
+        return cls(wf.config, wf.tensors, wf.norm_scale, wf.norm_offset, wf.bn_eps, wf.metadata, os.fspath(path),
+                   input_ranges=wf.input_ranges)
 
     def __repr__(self):
         src = f" from {self.source!r}" if self.source else ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +28,11 @@ __all__ = [
 ]
 
 FORMAT_NAME = "minitnet-itnet"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READ_VERSIONS = (1, 2)
+"""Versions ``read_hdf5`` reads: 1, and 2 = 1 plus the optional group ``input_ranges``
+(learned DAC ranges of hardware-aware training). ``write_hdf5`` writes version 1 when a file
+has no input ranges, so files without them stay readable by older readers."""
 BN_EPS = 1e-5
 
 #: pixels / 255 (paper II-D, CamVid)
@@ -119,6 +123,30 @@ class WeightFile:
     norm_offset: np.ndarray  # (3,) float32
     bn_eps: float
     metadata: dict
+    input_ranges: dict = field(default_factory=dict)
+    """{conv layer name: learned DAC range (input units, > 0)}; empty in version-1 files."""
+
+
+def check_input_ranges(cfg: ItNetConfig, ranges, where: str) -> dict[str, float]:
+    """``ranges`` as {conv layer name: float}, or WeightsError naming the bad entry: every name a
+    conv layer of ``cfg``'s graph (``Graph.layers``), every value finite, > 0 and <= INPUT_BOUND."""
+    from .graph import build_graph
+    from .inputs import INPUT_BOUND
+
+    if not isinstance(ranges, dict):
+        raise WeightsError(f"{where}: input ranges must be a dict {{layer: range}}, got {type(ranges).__name__}")
+    convs = {k for k, lay in build_graph(cfg, 64, 64).layers.items() if lay.kind == "conv"}
+    out = {}
+    for k in sorted(ranges):
+        if k not in convs:
+            raise WeightsError(f"{where}: input range for {k!r}, which is not a conv layer of {_cfg_str(cfg)} "
+                               f"(conv layers e.g. {_names(sorted(convs))})")
+        v = np.asarray(ranges[k], dtype=np.float64)
+        if v.size != 1 or not np.isfinite(v).all() or not 0 < float(v.reshape(-1)[0]) <= INPUT_BOUND:
+            raise WeightsError(f"{where}: input range of {k!r} is {repr(ranges[k])[:60]}, expected one finite "
+                               f"number in (0, {INPUT_BOUND:g}] (input units)")
+        out[k] = float(np.float32(v.reshape(-1)[0]))
+    return out
 
 
 def _norm_arrays(normalisation, where: str = "normalisation") -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +180,10 @@ def _norm_arrays(normalisation, where: str = "normalisation") -> tuple[np.ndarra
 
 
 def write_hdf5(path, cfg: ItNetConfig, tensors: dict, normalisation=None, metadata: dict | None = None,
-               bn_eps: float = BN_EPS) -> None:
+               bn_eps: float = BN_EPS, input_ranges: dict | None = None) -> None:
     """Write a weights file. ``tensors`` must hold exactly ``expected_tensors(cfg)``.
+    ``input_ranges`` ({conv layer: learned DAC range}, ``check_input_ranges``) make it a
+    version-2 file; without them it is written as version 1.
 
     Written to ``<path>.tmp`` and renamed; on any failure the temporary file is removed and
     an OSError (full disk, no permission) becomes a WeightsError naming the path.
@@ -163,13 +193,14 @@ def write_hdf5(path, cfg: ItNetConfig, tensors: dict, normalisation=None, metada
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     _check_tensors(cfg, tensors, where="write_hdf5")
     scale, offset = _norm_arrays(normalisation or CAMVID_NORMALISATION, "write_hdf5")
+    ranges = check_input_ranges(cfg, input_ranges or {}, "write_hdf5")
     tmp = os.fspath(path) + ".tmp"
     try:
         with h5py.File(tmp, "w", libver=HDF5_LIBVER) as h:
             # strings fixed-length, so they live in the (checksummed) object header, not in the
             # global heap of variable-length strings, which has no checksum (a corrupt one hung h5py)
             h.attrs["format"] = np.bytes_(FORMAT_NAME)
-            h.attrs["format_version"] = FORMAT_VERSION
+            h.attrs["format_version"] = FORMAT_VERSION if ranges else 1
             h.attrs["config"] = np.bytes_(cfg.to_json().encode())
             h.attrs["norm_scale"] = scale
             h.attrs["norm_offset"] = offset
@@ -179,6 +210,10 @@ def write_hdf5(path, cfg: ItNetConfig, tensors: dict, normalisation=None, metada
             for k in sorted(tensors):
                 g.create_dataset(k, data=tensors[k], compression="gzip", compression_opts=4, shuffle=True,
                                  fletcher32=True)
+            if ranges:
+                r = h.create_group("input_ranges")
+                for k, v in ranges.items():
+                    r.create_dataset(k, data=np.float32(v))
         os.replace(tmp, path)  # never leave a half-written file under the real name
     except BaseException as e:
         with contextlib.suppress(OSError):
@@ -299,9 +334,10 @@ def _read_open(h, path: str, what: list) -> WeightFile:
     if fmt != FORMAT_NAME:
         raise WeightsError(f"{path}: unknown format {repr(fmt)[:100]}, expected {FORMAT_NAME!r}")
     ver = _version(_attr(h, "format_version", path), path)
-    if ver != FORMAT_VERSION:
+    if ver not in READ_VERSIONS:
         raise WeightsError(
-            f"{path}: format_version {ver} is not supported (this minitnet reads version {FORMAT_VERSION})"
+            f"{path}: format_version {ver} is not supported (this minitnet reads versions "
+            f"{', '.join(map(str, READ_VERSIONS))})"
         )
     what[0] = "the attribute 'config'"
     cfg_json = _attr(h, "config", path)
@@ -356,7 +392,28 @@ def _read_open(h, path: str, what: list) -> WeightFile:
             raise WeightsError(f"{path}: tensor {k!r} cannot be read, the file may be corrupt ({e})") from None
         _check_tensor(k, v, exp[k], path, cfg)
         tensors[k] = v
-    return WeightFile(cfg, tensors, scale, offset, bn_eps, metadata)
+    what[0] = "the group 'input_ranges'"
+    ranges = _read_ranges(h, cfg, path) if ver >= 2 else {}
+    return WeightFile(cfg, tensors, scale, offset, bn_eps, metadata, ranges)
+
+
+def _read_ranges(h, cfg: ItNetConfig, path: str) -> dict[str, float]:
+    """The optional group ``input_ranges`` of a version-2 file (scalar float32 datasets), checked."""
+    import h5py
+
+    if "input_ranges" not in h:
+        return {}
+    g = h["input_ranges"]
+    if not isinstance(g, h5py.Group):
+        raise WeightsError(f"{path}: 'input_ranges' is a {type(g).__name__.lower()}, expected a group of scalars")
+    raw = {}
+    for k in g.keys():
+        d = g[k]
+        if not isinstance(d, h5py.Dataset) or tuple(d.shape or ()) not in ((), (1,)):
+            raise WeightsError(f"{path}: input_ranges/{k} must be one number (a scalar dataset), got "
+                               f"{type(d).__name__.lower()} of shape {getattr(d, 'shape', None)}")
+        raw[k] = d[()]
+    return check_input_ranges(cfg, raw, path)
 
 
 def _check_folded(wf: WeightFile, path: str) -> None:

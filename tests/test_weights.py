@@ -146,3 +146,51 @@ def test_expected_tensors_independent_body0_has_no_mix():
     t = expected_tensors(ItNetConfig(iterations=3, shared=False))
     assert "bodies.0.mix.0.weight" not in t and "bodies.1.mix.0.weight" in t
     assert "inter_bn.1.0.weight" not in t and "inter_bn.3.2.running_var" in t
+
+
+# -- format version 2: learned input ranges --------------------------------------------------
+def test_version_2_roundtrip_and_version_1_without_ranges(tmp_path):
+    from minitnet.weights import write_hdf5
+
+    t = random_tensors(CFG, np.random.default_rng(1))
+    p1, p2 = tmp_path / "v1.h5", tmp_path / "v2.h5"
+    write_hdf5(p1, CFG, t)
+    ranges = {"stem1.conv": 1.0, "bodies.0.brb.0.0.expand": 2.5}
+    write_hdf5(p2, CFG, t, input_ranges=ranges)
+    with h5py.File(p1) as h1, h5py.File(p2) as h2:
+        assert (int(h1.attrs["format_version"]), int(h2.attrs["format_version"])) == (1, 2)
+    assert read_hdf5(p1).input_ranges == {} and minitnet.load(p1).input_ranges == {}
+    assert read_hdf5(p2).input_ranges == ranges
+    assert minitnet.load(p2).input_ranges == ranges
+    for k in t:  # the tensors are the same either way
+        np.testing.assert_array_equal(read_hdf5(p2).tensors[k], t[k])
+
+
+@pytest.mark.parametrize("ranges, match", [
+    ({"stem1.bn.pool": 1.0}, "not a conv layer"),           # an affine (digital) layer
+    ({"no.such.layer": 1.0}, "not a conv layer"),
+    ({"stem1.conv": 0.0}, r"expected one finite number in \(0, "),
+    ({"stem1.conv": float("nan")}, "expected one finite number"),
+    ({"stem1.conv": -1.0}, "expected one finite number"),
+    ({"stem1.conv": [1.0, 2.0]}, "expected one finite number"),
+])
+def test_bad_input_ranges_are_refused_when_writing(tmp_path, ranges, match):
+    from minitnet.weights import write_hdf5
+
+    with pytest.raises(WeightsError, match=match):
+        write_hdf5(tmp_path / "w.h5", CFG, random_tensors(CFG, np.random.default_rng(1)), input_ranges=ranges)
+    assert not (tmp_path / "w.h5").exists()
+
+
+def test_bad_input_ranges_in_a_file_are_refused(tmp_path):
+    from minitnet.weights import write_hdf5
+
+    p = tmp_path / "w.h5"
+    write_hdf5(p, CFG, random_tensors(CFG, np.random.default_rng(1)), input_ranges={"stem1.conv": 1.0})
+    _edit(p, lambda h: h["input_ranges"].create_dataset("heads.3", data=np.float32(np.inf)))
+    with pytest.raises(WeightsError, match="input range of 'heads.3'"):
+        read_hdf5(p)
+    _edit(p, lambda h: (h["input_ranges"].__delitem__("heads.3"),
+                        h["input_ranges"].create_dataset("stem2.conv", data=np.ones(3, np.float32))))
+    with pytest.raises(WeightsError, match="input_ranges/stem2.conv must be one number"):
+        read_hdf5(p)
