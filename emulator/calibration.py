@@ -80,7 +80,8 @@ def as_images(net: ItNet, images, where: str) -> list[np.ndarray]:
 
 def calibrated_layers(net: ItNet, layers: dict, hw: HardwareConfig, xs: list, chunk_elems: int) -> dict:
     """``layers`` with every tile's ``inp_bound`` and ``out_bound`` set from the images ``xs``
-    (NCHW float32 batches); bounds fixed in ``hw`` are kept. A tile that saw only zeros (a dead
+    (NCHW float32 batches); bounds fixed in ``hw`` are kept, and a layer with a learned DAC
+    range (``net.input_ranges``, with ``hw.learned_ranges``) takes it as every tile's ``inp_bound``. A tile that saw only zeros (a dead
     channel group) takes the largest range of its layer; a layer that saw only zeros is an error."""
     if hw.inp_range == "per-vector":
         staged = layers  # the DAC range is 1 (programmed so)
@@ -88,6 +89,7 @@ def calibrated_layers(net: ItNet, layers: dict, hw: HardwareConfig, xs: list, ch
         # pass 1: largest |input| (or its quantile) per DAC (a dense row piece; a depthwise tile)
         packs = {name: pack_layer(pl, hw, identity_dac=True) for name, pl in layers.items()}
         seen = _observe_all(net, layers, packs, xs, "input", chunk_elems, hw.inp_quantile)
+        learned = net.input_ranges if hw.learned_ranges else {}  # hardware-aware training's DAC ranges
         staged = {}
         for name, pl in layers.items():
             top = _fill_dead(seen[name], name, "input", "DAC", "inp_bound", len(xs))
@@ -95,7 +97,7 @@ def calibrated_layers(net: ItNet, layers: dict, hw: HardwareConfig, xs: list, ch
             for i, (p, t) in enumerate(zip(pl.plan.pieces, pl.tiles)):
                 j = i if pl.plan.depthwise else [k for k, q in enumerate(pl.plan.pieces)
                                                  if q.row0 == p.row0 and q.col0 == 0][0]
-                b = hw.inp_bound if hw.inp_bound is not None else top[j]
+                b = hw.inp_bound if hw.inp_bound is not None else learned.get(name, top[j])
                 tiles.append(dataclasses.replace(t, inp_bound=float(b)))
             staged[name] = dataclasses.replace(pl, tiles=tuple(tiles))
     # pass 2: largest |noise-free ADC input| per tile, with the calibrated DAC

@@ -127,6 +127,11 @@ class HardwareConfig:
     of the calibration data); < 1 clips outliers, as learned input ranges do (0.9973 is
     the 3-sigma point of a normal).  The ADC range stays the maximum of the noise-free ADC
     inputs with that DAC."""
+    learned_ranges: bool = True
+    """With ``inp_range="calibrated"`` and no ``inp_bound``: a layer whose weights file carries
+    a learned DAC range (``ItNet.input_ranges``: format version 2, written by hardware-aware
+    training) takes it as the DAC range of all its tiles instead of a calibrated one; False:
+    calibrate every layer.  No effect on files without learned ranges."""
     read_noise_mode: str = "per-mvm"
     """When device read noise is drawn: ``"per-mvm"``: redrawn at every MVM (trial-to-trial
     read noise); ``"frozen"``: drawn once per programmed device and added to its
@@ -243,6 +248,9 @@ class HardwareConfig:
             if not (isinstance(value, str) and value in choices):
                 raise ConfigError(f"HardwareConfig.{name}={value!r}: expected one of {list(choices)}"
                                   + _did_you_mean(value, choices))
+        if not isinstance(self.learned_ranges, (bool, np.bool_)):
+            raise ConfigError(f"HardwareConfig.learned_ranges={self.learned_ranges!r}: expected True or False")
+        object.__setattr__(self, "learned_ranges", bool(self.learned_ranges))
         q = self.inp_quantile
         if not (isinstance(q, numbers.Real) and not isinstance(q, bool) and 0 < q <= 1):
             raise ConfigError(f"HardwareConfig.inp_quantile={q!r}: expected a number in (0, 1] "

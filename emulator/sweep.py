@@ -229,9 +229,9 @@ def _check_count(name, v, allow_none=False):
         raise ConfigError(f"sweep: {name} must be a positive int, got {v!r}")
 
 
-_LATER_FIELDS = ("weight_scaling", "inp_range", "inp_quantile", "read_noise_mode", "depthwise")
+_LATER_FIELDS = ("weight_scaling", "inp_range", "inp_quantile", "read_noise_mode", "depthwise", "learned_ranges")
 """HardwareConfig fields added after sweeps were first run (issue 15): left out of the canonical
-config at their defaults, so earlier settings keep their cell seeds."""
+config at their defaults, so earlier settings keep their cell seeds (issue 15, then 16)."""
 
 
 def _canonical_hw(hw: HardwareConfig) -> str:
