@@ -28,6 +28,13 @@ validation mIoU of the last output is kept as ``best.pt`` and exported to
 ``best.h5`` with ``export_hdf5``; when the run ends, its weights as they are go to
 ``last.h5`` (the last epoch, for an honest last-epoch measure). ``--resume``
 continues from ``last.pt``.
+
+Hardware-aware training, ``--hwa PRESET`` (e.g. ``pcm-hwa``): the forward pass of every
+step runs the analog convs as a chip of that emulator preset runs them (one programming
+draw per step shared by all iterations, learned DAC ranges, ADC noise and converters;
+``emulator.hwa``, reached through the entry-point group ``minitnet.hwa`` so that minitnet
+does not import the emulator); batch norms are frozen; validation stays float. The
+learned DAC ranges are exported with the weights (format version 2).
 """
 
 from __future__ import annotations
@@ -54,7 +61,24 @@ from .augment import augment_pair, median_frequency_weights, parse_jitter, parse
 from .export import export_hdf5
 from .model import TorchItNet
 
-__all__ = ["output_weights", "resolve_device", "load_splits", "Trainer", "main"]
+__all__ = ["output_weights", "resolve_device", "load_splits", "load_hwa", "Trainer", "main", "HWA_GROUP"]
+
+HWA_GROUP = "minitnet.hwa"
+"""Entry-point group of the hardware-aware training injector (``emulator.hwa:from_args``)."""
+
+
+def load_hwa(model, args):
+    """The ``--hwa`` injector of ``model`` (``emulator.hwa.HWA``) from the entry point ``HWA_GROUP``."""
+    from importlib.metadata import entry_points
+
+    eps = list(entry_points(group=HWA_GROUP))
+    if not eps:
+        raise SystemExit(f"--hwa needs the emulator's entry point {HWA_GROUP!r}: reinstall with pip install -e .")
+    try:
+        return eps[0].load()(model, args.hwa, seed=args.seed, t_inference=args.hwa_t,
+                             noise_scale=args.hwa_noise_scale, clip_sigma=args.hwa_clip or None)
+    except ValueError as e:  # the emulator's ConfigError (a MinitnetError, a ValueError)
+        raise SystemExit(f"--hwa {args.hwa}: {e}") from None
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -167,7 +191,11 @@ class Trainer:
                                 device=self.device)
         self.train_splits = [s for s in a.train_splits.split(",") if s]
         self.val_held_out = a.val_split not in self.train_splits
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=a.lr, betas=(0.9, 0.999), weight_decay=a.weight_decay)
+        self.hwa = load_hwa(self.model, a) if a.hwa else None
+        params = [{"params": list(self.model.parameters())}]
+        if self.hwa is not None:  # the learned DAC ranges: no weight decay
+            params.append({"params": list(self.hwa.ranges.parameters()), "weight_decay": 0.0})
+        self.opt = torch.optim.Adam(params, lr=a.lr, betas=(0.9, 0.999), weight_decay=a.weight_decay)
         self.sched = torch.optim.lr_scheduler.MultiStepLR(self.opt, milestones=self.milestones(), gamma=0.1)
         self.rng = np.random.default_rng(a.seed)
         self.epoch = 0
@@ -196,11 +224,14 @@ class Trainer:
 
     # -- state -----------------------------------------------------------------
     def state(self):
-        return {
+        s = {
             "model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
             "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": self.epoch,
             "best": self.best, "log": self.log, "config": self.cfg.to_dict(), "args": vars(self.args),
         }
+        if self.hwa is not None:
+            s["hwa"] = {"ranges": self.hwa.ranges.state_dict(), "rng": self.hwa.rng.bit_generator.state}
+        return s
 
     def save(self, name):
         tmp = self.out / (name + ".tmp")
@@ -211,7 +242,13 @@ class Trainer:
         s = torch.load(path, map_location="cpu", weights_only=False)
         if s["config"] != self.cfg.to_dict():
             raise SystemExit(f"--resume: checkpoint config {s['config']} differs from {self.cfg.to_dict()}")
+        if ("hwa" in s) != (self.hwa is not None):
+            raise SystemExit(f"--resume: the checkpoint was {'' if 'hwa' in s else 'not '}trained with --hwa; "
+                             f"resume it {'with' if 'hwa' in s else 'without'} --hwa")
         self.model.load_state_dict(s["model"])
+        if self.hwa is not None:
+            self.hwa.ranges.load_state_dict(s["hwa"]["ranges"])
+            self.hwa.rng.bit_generator.state = s["hwa"]["rng"]
         self.opt.load_state_dict(s["opt"])
         self.sched.load_state_dict(s["sched"])
         # --epochs may change on resume: re-plan the steps, and put the lr where the plan says
@@ -260,12 +297,21 @@ class Trainer:
 
     def step(self, x, y):
         self.model.train()
+        if self.hwa is not None:  # frozen BN, a new programming draw, the chip in the forward pass
+            self.hwa.freeze_bn()
+            self.hwa.resample()
+            self.hwa.enabled = True
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
             outs = self.model(x)
         loss = self.loss(outs, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.hwa is not None:
+            self.hwa.before_optimizer_step()
         self.opt.step()
+        if self.hwa is not None:
+            self.hwa.clip_weights()
+            self.hwa.enabled = False
         return float(loss.detach())
 
     @torch.inference_mode()
@@ -353,9 +399,15 @@ class Trainer:
         meta = {"epoch": self.epoch, "best_val_miou_last": self.best, "log": self.log[-1:],
                 "val_held_out": self.val_held_out,
                 "recipe": {k: v for k, v in vars(self.args).items() if k not in ("data", "out")}}
+        ranges = None
+        if self.hwa is not None:
+            a = self.args
+            meta["hwa"] = {"preset": a.hwa, "t_inference": a.hwa_t, "noise_scale": a.hwa_noise_scale,
+                           "clip_sigma": a.hwa_clip or None}
+            ranges = self.hwa.input_ranges()
         m = TorchItNet(self.cfg)
         m.load_state_dict(self.model.state_dict())
-        export_hdf5(m.eval(), path, normalisation=CAMVID_NORMALISATION, metadata=meta)
+        export_hdf5(m.eval(), path, normalisation=CAMVID_NORMALISATION, metadata=meta, input_ranges=ranges)
 
     def _write_log(self, rec):
         with open(self.out / "log.jsonl", "a") as f:
@@ -411,6 +463,17 @@ def build_parser():
                    help="comma list of splits to train on, e.g. train,val for a final fit (refused if they "
                         "share a file; validation on a trained split is reported as not held-out)")
     g.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=False)
+    g = p.add_argument_group("hardware-aware training (emulator.hwa)")
+    g.add_argument("--hwa", default=None, metavar="PRESET",
+                   help="train with the non-idealities of this emulator preset in the forward pass (pcm-hwa); "
+                        "exports the learned DAC ranges (weights format version 2)")
+    g.add_argument("--hwa-t", type=float, default=86400.0, metavar="SECONDS",
+                   help="the inference time (drift) the draws are made for (default %(default)s: one day)")
+    g.add_argument("--hwa-noise-scale", type=float, default=1.0, metavar="K",
+                   help="multiply the injected weight error by K (default %(default)s: the preset's own)")
+    g.add_argument("--hwa-clip", type=float, default=3.0, metavar="SIGMA",
+                   help="clip each output column of the dense analog layers at SIGMA std after every step "
+                        "(default %(default)s; 0: no clipping)")
     g = p.add_argument_group("compute")
     g.add_argument("--bf16", action="store_true", help="bf16 autocast (weights stay float32)")
     g.add_argument("--channels-last", action="store_true")
