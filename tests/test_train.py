@@ -450,3 +450,17 @@ def test_hwa_resume_needs_hwa(tiny_data, tmp_path):
 def test_hwa_bad_preset_is_a_clear_error(tiny_data, tmp_path):
     with pytest.raises(SystemExit, match="--hwa pcm: .*read_noise_mode='frozen'"):
         main(_args(tiny_data, tmp_path / "run", "--epochs", "1", "--eval-every", "0", "--hwa", "pcm"))
+
+
+def test_hwa_without_the_entry_point_uses_the_emulator_on_the_path(monkeypatch):
+    # scripts/gpu_train.py runs a checkout that is not pip-installed: no entry points there
+    import argparse
+    import importlib.metadata
+
+    from minitnet.torch import TorchItNet
+    from minitnet.torch.train import load_hwa
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
+    a = argparse.Namespace(hwa="pcm-hwa", seed=0, hwa_t=86400.0, hwa_noise_scale=1.0, hwa_clip=3.0)
+    h = load_hwa(TorchItNet(minitnet.ItNetConfig(levels=2, iterations=3, width=8, classes=5)), a)
+    assert type(h).__module__ == "emulator.hwa" and h.hw.t_inference == 86400.0

@@ -65,6 +65,8 @@ __all__ = ["output_weights", "resolve_device", "load_splits", "load_hwa", "Train
 
 HWA_GROUP = "minitnet.hwa"
 """Entry-point group of the hardware-aware training injector (``emulator.hwa:from_args``)."""
+HWA_DEFAULT = "emulator.hwa:from_args"
+"""The injector used when no package registers one in ``HWA_GROUP`` (a checkout on sys.path)."""
 
 
 def load_hwa(model, args):
@@ -72,11 +74,20 @@ def load_hwa(model, args):
     from importlib.metadata import entry_points
 
     eps = list(entry_points(group=HWA_GROUP))
-    if not eps:
-        raise SystemExit(f"--hwa needs the emulator's entry point {HWA_GROUP!r}: reinstall with pip install -e .")
+    if eps:
+        make = eps[0].load()
+    else:  # not installed (e.g. a checkout on sys.path, as scripts/gpu_train.py runs): its default
+        import importlib
+        import importlib.util
+
+        if importlib.util.find_spec(HWA_DEFAULT.split(":")[0]) is None:
+            raise SystemExit(f"--hwa needs the emulator (entry point group {HWA_GROUP!r}, or the module "
+                             f"{HWA_DEFAULT.split(':')[0]} on the path): pip install -e .")
+        mod, name = HWA_DEFAULT.split(":")
+        make = getattr(importlib.import_module(mod), name)
     try:
-        return eps[0].load()(model, args.hwa, seed=args.seed, t_inference=args.hwa_t,
-                             noise_scale=args.hwa_noise_scale, clip_sigma=args.hwa_clip or None)
+        return make(model, args.hwa, seed=args.seed, t_inference=args.hwa_t,
+                    noise_scale=args.hwa_noise_scale, clip_sigma=args.hwa_clip or None)
     except ValueError as e:  # the emulator's ConfigError (a MinitnetError, a ValueError)
         raise SystemExit(f"--hwa {args.hwa}: {e}") from None
 
