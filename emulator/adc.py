@@ -8,6 +8,7 @@ reference agree to float32 rounding (tested):
     quantise(v; L, step, bound) = clip(step * clip(rint(v / step), -L, L), -bound, bound)
     L = 0: no quantisation; bound = +inf: no clip.
     noise: v + z * sqrt(x**2 @ read_var + adc_std**2), or v + z * adc_std without read noise.
+    per-vector input scaling: the ADC output times the vector's scale s, then the drift scale.
 
 Parameter tables (built by ``emulator.packs``, read by ``emulator.dense`` and
 ``emulator.depthwise``):
@@ -35,7 +36,7 @@ import numpy as np
 
 from .rng import normal_from_bits, words_into
 
-__all__ = ["Epilogue", "quantise", "adc_into", "tile_epilogue", "TF_ADC_STD", "TF_ADC_VAR", "TF_OUT_STEP",
+__all__ = ["Epilogue", "quantise", "adc_into", "adc_scaled_into", "tile_epilogue", "TF_ADC_STD", "TF_ADC_VAR", "TF_OUT_STEP",
            "TF_OUT_BOUND", "TF_SCALE", "BLOCK"]
 
 #: The digital end of a layer on tiles (see the module docstring).
@@ -91,6 +92,41 @@ def adc_into(y, var, u, has_var, has_z, first, tf, L, o):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
+def adc_scaled_into(y, var, u, has_var, has_z, first, tf, L, sv, o):
+    """``adc_into`` with per-vector input scaling: o[j] (+)= quantise(y[j] (+ z_j * std_j); L, step,
+    bound) * sv[j] * scale, sv[j] the scale of pixel j's input vector (``crossbar.mvm``: the ADC
+    output times s, then the drift-compensation scale, in that order).
+
+    Shapes: y, var, sv, o: (n,)  u: (>= n,) uint32  tf: (>= 5,) as TF_*
+    """
+    n = o.shape[0]
+    adc_std, adc_var, step, bound, scale = tf[0], tf[1], tf[2], tf[3], tf[4]
+    if has_var:
+        if first:
+            for j in range(n):
+                v = y[j] + normal_from_bits(u[j]) * np.sqrt(var[j] + adc_var)
+                o[j] = quantise(v, L, step, bound) * sv[j] * scale
+        else:
+            for j in range(n):
+                v = y[j] + normal_from_bits(u[j]) * np.sqrt(var[j] + adc_var)
+                o[j] += quantise(v, L, step, bound) * sv[j] * scale
+    elif has_z:
+        if first:
+            for j in range(n):
+                o[j] = quantise(y[j] + normal_from_bits(u[j]) * adc_std, L, step, bound) * sv[j] * scale
+        else:
+            for j in range(n):
+                o[j] += quantise(y[j] + normal_from_bits(u[j]) * adc_std, L, step, bound) * sv[j] * scale
+    else:
+        if first:
+            for j in range(n):
+                o[j] = quantise(y[j], L, step, bound) * sv[j] * scale
+        else:
+            for j in range(n):
+                o[j] += quantise(y[j], L, step, bound) * sv[j] * scale
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _finish(o, bias, r, has_residual, act):
     """o = act(o + bias (+ r)): the digital end of a dense tile's last row piece, on one block."""
     n = o.shape[0]
@@ -107,7 +143,7 @@ def _finish(o, bias, r, has_residual, act):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def tile_epilogue(y, var, ti, tf, key, chunk, ep, out):
+def tile_epilogue(y, var, ti, tf, key, chunk, ep, sv, out):
     """Stages 4-6 of one dense tile for a chunk of MVMs, the digital partial sum and, after the
     tile's last row piece, bias (+ residual) and act, written straight into ``out``.
 
@@ -117,10 +153,13 @@ def tile_epilogue(y, var, ti, tf, key, chunk, ep, out):
     c (layer column co = col0 + c) and the chunk's pixel j (row-major over its output rows),
     with the draw z = normal_from_bits(word(key, c*P + p0 + j)) (``mvm``'s (P, cols) draw
     transposed, P = the layer call's N*OH*OW pixels, p0 = the chunk's first pixel): ``adc_into``
-    then, after the last row piece, out = act(out + b[co] (+ residual)).
+    then, after the last row piece, out = act(out + b[co] (+ residual)). With per-vector input
+    scaling ``sv`` holds the scale of each of the chunk's input vectors (of this tile's row piece,
+    laid out as the chunk's products) and ``adc_scaled_into`` multiplies by it; empty: no scaling.
 
     Shapes:
       y, var: (C_out * m,) as (C_out, m // Wp, Wp)  ti: (8,) int64  tf: (>= cols, 5) float32, row c = column c
+      sv: (m,) as (m // Wp, Wp), or (0,)
       out, ep.residual: flat (N*C_out*OH*OW,); out[.., co, pixel j] is out[o0 + co*OHW + j] with
       o0 = the chunk's offset in channel 0 (residual likewise)
     """
@@ -139,7 +178,11 @@ def tile_epilogue(y, var, ti, tf, key, chunk, ep, out):
                 j1 = min(j0 + BLOCK, run)
                 if has_z:
                     words_into(key, c * P + p0 + j * OW + j0, u[:j1 - j0])
-                adc_into(y[yo + j0:yo + j1], var[yo + j0:yo + j1], u, has_var, has_z, first, tf[c], ep.out_L,
-                         o[j0:j1])
+                if sv.shape[0] > 0:
+                    adc_scaled_into(y[yo + j0:yo + j1], var[yo + j0:yo + j1], u, has_var, has_z, first, tf[c],
+                                    ep.out_L, sv[j * Wp + j0:j * Wp + j1], o[j0:j1])
+                else:
+                    adc_into(y[yo + j0:yo + j1], var[yo + j0:yo + j1], u, has_var, has_z, first, tf[c], ep.out_L,
+                             o[j0:j1])
                 if last:
                     _finish(o[j0:j1], ep.bias[co], r[j0:j1], ep.has_residual, ep.act)

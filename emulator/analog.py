@@ -6,7 +6,10 @@ place for one more sgemm per tile (the read-noise variance), and a fused epilogu
 normals and applies noise, ADC, the digital partial sum, bias, residual and activation
 straight into the output; a stride-1 dense conv with a kernel over 1x1 takes the per-tap
 products instead (``dense.conv_dense_taps_nchw``); depthwise layers run in one Numba kernel
-over bands of rows (``depthwise.depthwise_tiles_nchw``). The tile pipeline and its random
+over bands of rows (``depthwise.depthwise_tiles_nchw``). With per-vector input scaling each
+row piece's unfolded columns are scaled by their own max |x| before the DAC (a stride-1 conv
+with a kernel over 1x1 unfolds from padded planes, ``dense.conv_dense_scaled_nchw``), and a
+depthwise pixel's scale is the max over its tile's channels and window. The tile pipeline and its random
 draws are those of ``emulator.crossbar.mvm`` (tested against it with the same rng).
 
 Chunk sizes are an ``AnalogOptions`` (results do not depend on them).
@@ -26,7 +29,7 @@ from minitnet.graph import Layer
 from minitnet.kernels import blas
 
 from .adc import Epilogue
-from .dense import conv_dense_taps_nchw, conv_dense_tiles_nchw, im2col_dac_nchw
+from .dense import conv_dense_scaled_nchw, conv_dense_taps_nchw, conv_dense_tiles_nchw, im2col_dac_nchw
 from .depthwise import depthwise_tiles_nchw
 from .errors import ShapeError
 from .packs import DensePack, DepthwisePack
@@ -48,7 +51,8 @@ class AnalogOptions:
     chunk_elems: int = 1 << 15
     #: padded pixels per chunk of a stride-1 dense conv's per-tap products.
     tap_chunk_pixels: int = 1024
-    #: stride-1 dense convs with a kernel over 1x1 run as per-tap products, not im2col + sgemm.
+    #: stride-1 dense convs with a kernel over 1x1 run as per-tap products (with per-vector scaling:
+    #: unfolded from padded planes), not im2col + sgemm.
     taps: bool = True
 
 
@@ -121,12 +125,14 @@ def conv_dense(pl: ProgrammedLayer, pk: DensePack, x, residual, act, rng, opts: 
     out = _empty((N, C_out, OH, OW), pool)
     if pk.taps is not None and opts.taps:
         return _conv_dense_taps(pl, pk, x, residual, act, rng, out, opts, pool)
+    if pk.vec[0] and lay.stride == 1 and lay.kernel_size != (1, 1) and opts.taps:
+        return _conv_dense_scaled(pl, pk, x, residual, act, rng, out, opts, pool)
     R = parallel_rows(chunk_rows(pk, OH, OW, opts.chunk_elems), OH, N)
     keys = draw_keys(rng, pk.z_tiles)
-    scratch = _empty((_workers(), (pk.rows + 2 * C_out) * R * OW), pool)
+    scratch = _empty((_workers(), (pk.rows + 2 * C_out + pk.vec[0]) * R * OW), pool)
     with blas_for_workers():
-        conv_dense_tiles_nchw(x, conv_geometry(lay), pk.dac, pk.table, keys, _epilogue(pl, pk.out_L, residual, act,
-                                                                                        True), R, scratch, out)
+        conv_dense_tiles_nchw(x, conv_geometry(lay), pk.dac, pk.vec, pk.table, keys,
+                              _epilogue(pl, pk.out_L, residual, act, True), R, scratch, out)
     return out
 
 
@@ -149,6 +155,38 @@ def _conv_dense_taps(pl: ProgrammedLayer, pk: DensePack, x, residual, act, rng, 
     return out
 
 
+#: Largest M*N*K of an sgemm that OpenBLAS's AVX-512 kernels run as a small product, without
+#: packing (1.6x faster on the 25 x 338 x 116 products of a 3x3 layer than at 25 x 338 x 122):
+#: the per-chunk products of per-vector scaling are split to stay below it.
+SMALL_GEMM = 1_000_000
+
+
+def gemm_cols(pk: DensePack) -> int:
+    """Pixels per sgemm of ``conv_dense_scaled_nchw``: a tile's product (its columns x its row
+    piece's rows x these pixels) stays within ``SMALL_GEMM``."""
+    rows = max(t.row1 - t.row0 for t in pk.tiles)
+    cols = max(t.col1 - t.col0 for t in pk.tiles)
+    return max(16, SMALL_GEMM // (rows * cols))
+
+
+def _conv_dense_scaled(pl: ProgrammedLayer, pk: DensePack, x, residual, act, rng, out, opts: AnalogOptions,
+                       pool=None) -> np.ndarray:
+    """A stride-1 dense layer with per-vector input scaling, unfolded from padded planes."""
+    lay = pl.layer
+    kh, kw = lay.kernel_size
+    H, W = x.shape[2], x.shape[3]
+    OH, C_out = out.shape[2], lay.out_channels
+    Wp = W + 2 * lay.padding
+    planes = _empty((lay.in_channels, (H + 2 * lay.padding) * Wp + kw - 1), pool)
+    R = parallel_rows(chunk_rows(pk, OH, Wp, opts.chunk_elems), OH)
+    keys = draw_keys(rng, pk.z_tiles)
+    scratch = _empty((_workers(), (pk.rows + 2 * C_out + 2) * R * Wp + kh * Wp + kw), pool)
+    with blas_for_workers():
+        conv_dense_scaled_nchw(x, conv_geometry(lay), pk.vec, pk.table, keys,
+                               _epilogue(pl, pk.out_L, residual, act, True), R, gemm_cols(pk), planes, scratch, out)
+    return out
+
+
 def conv_depthwise(pl: ProgrammedLayer, pk: DepthwisePack, x, residual, act, rng, pool=None) -> np.ndarray:
     """A depthwise layer on its block-diagonal tiles."""
     lay = pl.layer
@@ -161,8 +199,9 @@ def conv_depthwise(pl: ProgrammedLayer, pk: DepthwisePack, x, residual, act, rng
         kbase = pk.rank * P
     else:
         keys, kbase = np.zeros(C, np.uint64), np.zeros(C, np.int64)
+    planes = 3 if pk.table.groups.shape[0] else 2  # per-vector scaling: input rows, channel max, scales
     depthwise_tiles_nchw(x, conv_geometry(lay), pk.table, keys, kbase, _epilogue(pl, pk.out_L, residual, act, False),
-                         dw_bands(OH), dw_scratch(x, lay.padding, pool), out)
+                         dw_bands(OH), dw_scratch(x, lay.padding, pool, planes), out)
     return out
 
 
@@ -207,6 +246,7 @@ def dw_bands(OH: int) -> int:
     return max(1, min(OH, numba.get_num_threads()))
 
 
-def dw_scratch(x, padding, pool=None):
-    """Per-worker scratch of ``depthwise_tiles_nchw``: two zero-padded planes (DAC outputs, squares)."""
-    return _empty((_workers(), 2 * (x.shape[2] + 2 * padding) * (x.shape[3] + 2 * padding)), pool)
+def dw_scratch(x, padding, pool=None, planes: int = 2):
+    """Per-worker scratch of ``depthwise_tiles_nchw``: ``planes`` zero-padded planes (DAC outputs
+    and squares; three with per-vector input scaling)."""
+    return _empty((_workers(), planes * (x.shape[2] + 2 * padding) * (x.shape[3] + 2 * padding)), pool)

@@ -35,7 +35,6 @@ from .config import HardwareConfig
 from .crossbar import check_hw, check_rng
 from .errors import ConfigError, ShapeError
 from .packs import pack_layer
-from .tilewise import conv_tilewise, needs_tilewise
 from .programming import ProgrammedLayer, program_layers
 from .report import mapping_report
 
@@ -112,10 +111,7 @@ class Chip:
 
     def run_conv(self, name, x, residual, act, rng, pool=None) -> np.ndarray:
         """``conv`` without its checks (x C-contiguous float32 NCHW, calibrated chip): the
-        executor's path (``ChipBackend``). Options the fused kernels lack (per-vector input
-        scaling) run tile by tile (``emulator.tilewise``)."""
-        if needs_tilewise(self.hw):
-            return conv_tilewise(self.layers[name], x, residual, act, self.hw, rng)
+        executor's path (``ChipBackend``)."""
         return conv_layer(self.layers[name], self.pack(name), x, residual, act, rng, self.options, pool)
 
     def conv(self, name: str, x, rng: np.random.Generator, *, act: int = 0, residual=None) -> np.ndarray:

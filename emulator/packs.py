@@ -15,7 +15,7 @@ import numpy as np
 from .config import HardwareConfig
 from .crossbar import ProgrammedTile
 from .dense import DenseTiles, TapTiles
-from .depthwise import CP_IN_BOUND, CP_IN_STEP, DepthwiseTiles
+from .depthwise import CP_IN_BOUND, CP_IN_STEP, NO_GROUPS, DepthwiseTiles
 from .errors import ConfigError
 from .programming import ProgrammedLayer
 from .quantize import levels_per_side
@@ -86,11 +86,13 @@ class TileExec:
 
 @dataclass
 class DensePack:
-    """A dense layer: ``dac = (in_L, row_step, row_bound)`` (the DAC of every weight row), the
-    tiles, their tables (``dense.DenseTiles``), the per-tap layout of a stride-1 layer
-    (``dense.TapTiles``, or None) and the tiles that draw normals (plan order)."""
+    """A dense layer: ``dac = (in_L, row_step, row_bound)`` (the DAC of every weight row; the
+    identity with per-vector input scaling, whose DAC is ``vec``), the tiles, their tables
+    (``dense.DenseTiles``), the per-tap layout of a stride-1 layer (``dense.TapTiles``, or None;
+    None with per-vector scaling) and the tiles that draw normals (plan order)."""
 
     dac: tuple
+    vec: tuple                   # (on, in_L, step, bound): per-vector input scaling (dense.scale_piece)
     out_L: int
     tiles: list
     table: DenseTiles
@@ -158,8 +160,9 @@ def _pack_depthwise(pl: ProgrammedLayer, hw: HardwareConfig, in_L: int, dac) -> 
     for g, (c0, c1) in enumerate(groups):
         group_of[c0:c1] = g
         rank[c0:c1] = np.arange(c1 - c0)
-    return DepthwisePack(DepthwiseTiles(in_L, w, rv, cp, has_var, has_z), _levels(hw.out_bits), tuple(groups),
-                         group_of, rank)
+    per_vector = np.array(groups, np.int64).reshape(-1, 2) if hw.inp_range == "per-vector" else NO_GROUPS
+    return DepthwisePack(DepthwiseTiles(in_L, w, rv, cp, has_var, has_z, per_vector), _levels(hw.out_bits),
+                         tuple(groups), group_of, rank)
 
 
 def _pack_dense(pl: ProgrammedLayer, hw: HardwareConfig, in_L: int, dac) -> DensePack:
@@ -181,13 +184,21 @@ def _pack_dense(pl: ProgrammedLayer, hw: HardwareConfig, in_L: int, dac) -> Dens
             t.read_var is not None or a != 0, np.float32(a), np.float32(a) ** 2,
             _step(hw.out_bits, t.out_bound), _bound(t.out_bound), np.asarray(t.out_scale, np.float32)[()],
             p.row0 != 0, t.col_gain))
-    dac_rows = (in_L, row_step, row_bound)
+    per_vector = hw.inp_range == "per-vector"
+    if per_vector:  # unfold unquantised; scale_piece scales each piece's columns, then its DAC of range 1
+        vec = (1, in_L, row_step[0], row_bound[0])
+        dac_rows = (0, np.ones(rows, np.float32), np.full(rows, INF, np.float32))
+    else:
+        vec = (0, 0, np.float32(1.0), INF)
+        dac_rows = (in_L, row_step, row_bound)
     table = _flatten(tiles)
     has_var = any(t.rvT is not None for t in tiles)
+    # per-tap products for stride-1 kernels over 1x1 (a 1x1 im2col is just the DAC: no gain); not with per-vector
+    # scaling (a plane value serves pixels of different scales: dense.conv_dense_scaled_nchw)
     taps = None
-    if pl.layer.stride == 1 and pl.layer.kernel_size != (1, 1):  # a 1x1 im2col is just the DAC: no gain
+    if pl.layer.stride == 1 and pl.layer.kernel_size != (1, 1) and not per_vector:
         taps = _tap_tiles(dac_rows, tiles, table, has_var, pl.layer.kernel_size[0] * pl.layer.kernel_size[1])
-    return DensePack(dac_rows, _levels(hw.out_bits), tiles, table, taps, has_var,
+    return DensePack(dac_rows, vec, _levels(hw.out_bits), tiles, table, taps, has_var,
                      np.array([t.has_z for t in tiles], bool))
 
 

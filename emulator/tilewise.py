@@ -1,12 +1,12 @@
 """Convs run tile by tile through the reference pipeline (``crossbar.mvm``), in NumPy.
 
-The path of the periphery options the fused Numba kernels do not implement yet: per-vector
-input scaling (``inp_range="per-vector"``).  Same mapping, same tile pipeline, same
-digital end (partial sums of row pieces, bias, residual, act) as ``emulator.analog``;
-the random draws differ (``mvm`` draws its normals from ``rng``), the distributions do
-not.  One im2col of the layer's input (rows in ``(c_in, ky, kx)`` order), one
-``mvm`` per tile.  A depthwise tile is block-diagonal: its input vector is the taps of
-all its channels (so the per-vector scale is their max |x|) and column c sees only
+The tile-level reference of the fused Numba kernels (``emulator.analog``), which the tests
+compare them with, and the unfold of calibration's per-vector observer.  Same mapping,
+same tile pipeline, same digital end (partial sums of row pieces, bias, residual, act) as
+``emulator.analog``; ``mvm`` draws its normals from ``rng`` (the kernels' draws with the
+tests' ``KeyedNormals``).  One im2col of the layer's input (rows in ``(c_in, ky, kx)``
+order), one ``mvm`` per tile.  A depthwise tile is block-diagonal: its input vector is the
+taps of all its channels (so the per-vector scale is their max |x|) and column c sees only
 channel c's taps (the off-diagonal cells carry no current).
 """
 
@@ -18,12 +18,7 @@ from .config import HardwareConfig
 from .crossbar import ProgrammedTile, mvm, vector_scales
 from .quantize import quantize
 
-__all__ = ["needs_tilewise", "unfold_nchw", "conv_tilewise", "mvm_depthwise"]
-
-
-def needs_tilewise(hw: HardwareConfig) -> bool:
-    """Whether convs of ``hw`` run tile by tile (options the fused kernels lack)."""
-    return hw.inp_range == "per-vector"
+__all__ = ["unfold_nchw", "conv_tilewise", "mvm_depthwise"]
 
 
 def unfold_nchw(x: np.ndarray, kernel_size, stride: int, padding: int) -> np.ndarray:
