@@ -11,10 +11,13 @@ one preset with ``--set`` lists; this table mixes presets):
     float       the float engine
     ideal       tiles with unlimited precision and no noise (must equal float)
     8-bit       8-bit weights, DAC and ADC, no noise
-    PCM t=0     the pcm preset (PCM device model, 8-bit DAC/ADC, ADC noise, drift compensation)
-                right after programming, then after 1 hour and 1 day of drift
-                (alone, these three are `minitnet sweep DATA --preset pcm --set t_inference=0,3600,86400`)
-    --ablations PCM t=0 with one part of the model off: programming noise, read noise, ADC noise
+    P, t        each analog preset P of PRESETS (pcm: the worst-case periphery; aihwkit-default:
+                aihwkit's InferenceRPUConfig defaults; pcm-hwa: aihwkit's hardware-aware-training
+                periphery) right after programming and after 1 hour, 1 day and 1 month of drift
+                (--presets picks some; alone, one preset's rows are
+                `minitnet sweep DATA --preset P --set t_inference=0,3600,86400,2592000`)
+    --ablations pcm-hwa at 1 day with one periphery choice changed (towards pcm or
+                aihwkit-default) or one noise source off: which choice matters how much
 
 It prints (and with --out writes) a markdown table of the mIoU (%) of every output on a
 SegNet-layout split: mean +- std over --chips chips (noise-free settings need one chip). Chips

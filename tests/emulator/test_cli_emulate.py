@@ -121,30 +121,36 @@ def test_emulator_table_script(tmp_path, data):
     out, js = tmp_path / "table.md", tmp_path / "table.json"
     assert mod.main([data, "--weights", str(shared), str(indep), "--chips", "2", "--limit", "1",
                      "--calibration-images", "1", "--outputs", "1,3", "--out", str(out), "--json", str(js),
-                     "--quiet", "--workers", "0"]) == 0
+                     "--quiet", "--workers", "0", "--presets", "pcm"]) == 0
     lines = out.read_text().splitlines()
     body = [ln for ln in lines if ln.startswith("| ") and "hardware" not in ln]
-    assert len(body) == 2 * 6  # float, ideal, 8-bit, PCM t=0 / 1 hour / 1 day, per weights file
-    assert any("s.h5 (shared" in ln and "PCM, 1 day" in ln and "±" in ln for ln in body)
+    assert len(body) == 2 * 7  # float, ideal, 8-bit, pcm at t = 0 / 1 hour / 1 day / 1 month, per weights file
+    assert any("s.h5 (shared" in ln and "pcm, 1 day" in ln and "±" in ln for ln in body)
     assert any("i.h5 (independent" in ln and "| 8-bit |" in ln and "| 1 |" in ln for ln in body)  # no noise: 1 chip
     rec = json.loads(js.read_text())
     by = {(r["weights"], r["setting"]): r for r in rec}
     for w in (shared, indep):
         fl, ideal = by[(str(w), "float")], by[(str(w), "ideal")]
         assert ideal["miou_mean"] == pytest.approx(fl["miou"], abs=1e-3)
-        assert by[(str(w), "PCM, 1 hour")]["chips"] == 2 and by[(str(w), "PCM, 1 hour")]["hw"]["t_inference"] == 3600
+        assert by[(str(w), "pcm, 1 hour")]["chips"] == 2 and by[(str(w), "pcm, 1 hour")]["hw"]["t_inference"] == 3600
+        assert by[(str(w), "pcm, 1 month")]["hw"]["t_inference"] == 30 * 86400
     shared_tiles = by[(str(shared), "ideal")]["tiles"]
     indep_tiles = by[(str(indep), "ideal")]["tiles"]
     assert indep_tiles > shared_tiles
     assert mod.main([data, "--weights", str(tmp_path / "missing.h5")]) == 1
-    # --ablations: three more PCM rows, each with its part of the model switched off
+    assert mod.main([data, "--weights", str(shared), "--presets", "pcm,nope"]) == 1
+    # --ablations (and no preset rows): pcm-hwa at 1 day with one choice changed or one noise source off
     assert mod.main([data, "--weights", str(shared), "--chips", "1", "--limit", "1", "--calibration-images", "1",
-                     "--outputs", "1", "--json", str(js), "--ablations", "--quiet", "--workers", "0"]) == 0
+                     "--outputs", "1", "--json", str(js), "--ablations", "--presets", "none", "--quiet",
+                     "--workers", "0"]) == 0
     rec = {r["setting"]: r for r in json.loads(js.read_text())}
-    assert len(rec) == 6 + 3
-    assert rec["PCM, t = 0, no read noise"]["hw"]["read_noise_scale"] == 0
-    assert rec["PCM, t = 0, no programming noise"]["hw"]["prog_noise_scale"] == 0
-    assert rec["PCM, t = 0, no ADC noise"]["hw"]["out_noise_std"] == 0
+    assert len(rec) == 3 + len(mod.ABLATIONS)
+    day = {k: v for k, v in rec.items() if k.startswith("pcm-hwa, 1 day")}
+    assert len(day) == len(mod.ABLATIONS) and all(r["hw"]["t_inference"] == 86400 for r in day.values())
+    assert rec["pcm-hwa, 1 day, no read noise"]["hw"]["read_noise_scale"] == 0
+    assert rec["pcm-hwa, 1 day, no programming noise"]["hw"]["prog_noise_scale"] == 0
+    assert rec["pcm-hwa, 1 day, no ADC noise"]["hw"]["out_noise_std"] == 0
+    assert rec["pcm-hwa, 1 day, per-tile weights"]["hw"]["weight_scaling"] == "tile"
     # --plot from a saved record, without evaluating again
     png = tmp_path / "table.png"
     assert mod.main(["unused", "--from-json", str(js), "--plot", str(png)]) == 0
