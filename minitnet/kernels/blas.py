@@ -30,7 +30,9 @@ _xxgemm = types.ExternalFunction(
 _KIND_S, _NOTRANS = ord("s"), ord("N")
 
 
-@numba.njit(cache=True, nogil=True)
+# inline: a few lines at each call site (a separate function is compiled again for every
+# pattern of constant arguments, numba's literal types, it is called with)
+@numba.njit(cache=True, nogil=True, inline="always")
 def sgemm_cm(m, n, k, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
     """Column-major ``C = A @ B + beta*C`` on flat float32 arrays (no transposes).
 
