@@ -9,6 +9,7 @@ stage-2 map feeding scales 1 and 2 (k 2, 4). Implementations:
 Results must be bit-exact (checked once outside the timed calls); ``extra_info`` has GB/s
 (input + output bytes).
 """
+import numba
 import numpy as np
 import pytest
 from .benchutil import record, run_bench, scaled
@@ -44,7 +45,7 @@ def test_maxpool(benchmark, threads, shape, impl):
         none = np.zeros(1, F32)
 
         def fn():
-            P.max_pool2d_nchwp(xp, 0, C, k, none, none, 0, False, out, 0)
+            P.max_pool2d_nchwp(xp, 0, C, k, none, none, 0, False, out, 0, numba.get_num_threads())
 
         def result():
             return out[:, :, 1:-1, 1:-1]

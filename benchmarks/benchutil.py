@@ -69,7 +69,7 @@ def pin_threads(n: int) -> dict:
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     from minitnet.kernels import padded
     z = np.zeros((1, 1, 3, 3), np.float32)
-    padded.affine_nchwp(z, 0, z[0, 0, 0, :1], z[0, 0, 0, :1], 0, z, 0)  # start numba's threading layer
+    padded.affine_nchwp(z, 0, z[0, 0, 0, :1], z[0, 0, 0, :1], 0, z, 0, n)  # start numba's threading layer
     info = {"threads": n, "numba_threads": numba.get_num_threads(), "numba_layer": numba.threading_layer()}
     try:
         from threadpoolctl import threadpool_limits

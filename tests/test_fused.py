@@ -183,15 +183,16 @@ def test_max_pool_padded_is_exact(H, W, k):
     want = ops.max_pool2d(x, k)
     out = np.zeros((2, 4, want.shape[2] + 2, want.shape[3] + 2), F32)
     none = np.zeros(1, F32)
-    P.max_pool2d_nchwp(pad(x, 5, 2), 2, 3, k, none, none, 0, False, out, 1)
-    np.testing.assert_array_equal(interior(out, 1, 3), want)
-    assert np.isnan(out[0, 2, 1, 1])
-    assert_border_zero(out)
-    # with the folded BN + ReLU that follows the stems' pools
     s, t = rand(rng, 3), rand(rng, 3)
-    P.max_pool2d_nchwp(pad(x, 5, 2), 2, 3, k, s, t, 1, True, out, 1)
-    np.testing.assert_array_equal(interior(out, 1, 3), ops.affine(want, s, t, act=1))
-    assert_border_zero(out)
+    for T in (1, 2, 4):  # workers: each takes a share of the 6 planes
+        P.max_pool2d_nchwp(pad(x, 5, 2), 2, 3, k, none, none, 0, False, out, 1, T)
+        np.testing.assert_array_equal(interior(out, 1, 3), want)
+        assert np.isnan(out[0, 2, 1, 1])
+        assert_border_zero(out)
+        # with the folded BN + ReLU that follows the stems' pools
+        P.max_pool2d_nchwp(pad(x, 5, 2), 2, 3, k, s, t, 1, True, out, 1, T)
+        np.testing.assert_array_equal(interior(out, 1, 3), ops.affine(want, s, t, act=1))
+        assert_border_zero(out)
 
 
 @pytest.mark.parametrize("size", [(90, 120), (45, 60), (23, 30), (7, 5), (1, 1), (13, 4)])
@@ -214,10 +215,11 @@ def test_affine_padded_is_exact():
     rng = np.random.default_rng(7)
     x = rand(rng, 2, 3, 5, 7)
     s, t = rand(rng, 3), rand(rng, 3)
-    out = np.zeros((2, 5, 7, 9), F32)
-    P.affine_nchwp(pad(x, 4, 1), 1, s, t, 1, out, 2)
-    np.testing.assert_array_equal(interior(out, 2, 3), ops.affine(x, s, t, act=1))
-    assert_border_zero(out)
+    for T in (1, 2, 7):  # workers: each takes a share of the 6 planes (7: one idle)
+        out = np.zeros((2, 5, 7, 9), F32)
+        P.affine_nchwp(pad(x, 4, 1), 1, s, t, 1, out, 2, T)
+        np.testing.assert_array_equal(interior(out, 2, 3), ops.affine(x, s, t, act=1))
+        assert_border_zero(out)
 
 
 def test_sgemm_strided_operands():

@@ -1,12 +1,13 @@
 """The runtime's op table: for each kind of lowered op, the scratch it needs and its kernel call.
 
-``KINDS[op.kind]`` is an ``OpKind(run, scratch)``:
+``KINDS[op.kind]`` is an ``OpKind(run, scratch, kernels)``:
 
 - ``run(plan, op, n, src, dst, res, ws, T)`` calls the kernel of ``op`` at iteration n:
   ``src`` (x, channel offset) and ``dst`` (out, channel offset) are padded buffers,
   ``res`` the residual's (array, offset) or None, ``ws`` the worker scratch arrays,
   ``T`` the numba workers; weights in kernel layout come from ``plan.weights``;
-- ``scratch(info, T, options)`` -> {scratch name: float32 elements per worker}.
+- ``scratch(info, T, options)`` -> {scratch name: float32 elements per worker};
+- ``kernels``: the parallel kernels ``run`` calls (``kernels_of(program)``: what to compile).
 
 The band rules (``*_bands``) are public so the benchmarks cut work as the engine does.
 """
@@ -21,7 +22,8 @@ from ..kernels import winograd as WG
 from ..kernels.resize import resize_bands
 from .options import FusedOptions
 
-__all__ = ["OpKind", "KINDS", "nbands", "taps_bands", "winograd_bands", "im2col_bands", "bottleneck_bands"]
+__all__ = ["OpKind", "KINDS", "kernels_of", "nbands", "taps_bands", "winograd_bands", "im2col_bands",
+           "bottleneck_bands"]
 
 _NO_AFFINE = np.zeros(1, np.float32)
 
@@ -56,10 +58,12 @@ def bottleneck_bands(H: int, T: int, options: FusedOptions) -> int:
 
 
 class OpKind(NamedTuple):
-    """A lowered-op kind: ``run`` its kernel call, ``scratch`` its scratch per worker (module docstring)."""
+    """A lowered-op kind: ``run`` its kernel call, ``scratch`` its scratch per worker (module docstring),
+    ``kernels`` the parallel kernels ``run`` calls (compiled ahead of a plan's first run)."""
 
     run: Callable
     scratch: Callable
+    kernels: tuple = ()
 
 
 def _no_scratch(info, T, options) -> dict:
@@ -118,16 +122,16 @@ def _scratch_bottleneck(i, T, options) -> dict:
 def _run_affine(plan, op, n, src, dst, res, ws, T):
     nd = op.nodes[0]
     s, t = plan.params[plan.graph.layer_name(nd, n)]
-    P.affine_nchwp(src[0], src[1], s, t, nd.act, dst[0], dst[1])
+    P.affine_nchwp(src[0], src[1], s, t, nd.act, dst[0], dst[1], T)
 
 
 def _run_pool(plan, op, n, src, dst, res, ws, T):
     nd, k = op.nodes[0], op.info["k"]
     if len(op.nodes) == 2:  # max pool + the folded BN after it
         s, t = plan.params[plan.graph.layer_name(op.nodes[1], n)]
-        P.max_pool2d_nchwp(src[0], src[1], nd.shape[0], k, s, t, op.nodes[1].act, True, dst[0], dst[1])
+        P.max_pool2d_nchwp(src[0], src[1], nd.shape[0], k, s, t, op.nodes[1].act, True, dst[0], dst[1], T)
     else:
-        P.max_pool2d_nchwp(src[0], src[1], nd.shape[0], k, _NO_AFFINE, _NO_AFFINE, 0, False, dst[0], dst[1])
+        P.max_pool2d_nchwp(src[0], src[1], nd.shape[0], k, _NO_AFFINE, _NO_AFFINE, 0, False, dst[0], dst[1], T)
 
 
 def _run_resize(plan, op, n, src, dst, res, ws, T):
@@ -148,14 +152,19 @@ def _run_copy(plan, op, n, src, dst, res, ws, T):
     out[:, o:o + C] = x[:, cx:cx + C]
 
 
-#: lowered-op kind -> OpKind(run, scratch)
+#: lowered-op kind -> OpKind(run, scratch, kernels)
 KINDS: dict[str, OpKind] = {
-    "winograd": OpKind(_run_winograd, _scratch_winograd),
-    "taps": OpKind(_run_taps, _no_scratch),
-    "im2col": OpKind(_run_im2col, _scratch_im2col),
-    "bottleneck": OpKind(_run_bottleneck, _scratch_bottleneck),
-    "affine": OpKind(_run_affine, _no_scratch),
-    "pool": OpKind(_run_pool, _no_scratch),
-    "resize": OpKind(_run_resize, _scratch_resize),
+    "winograd": OpKind(_run_winograd, _scratch_winograd, (WG.conv2d_nchwp_winograd,)),
+    "taps": OpKind(_run_taps, _no_scratch, (P.conv2d_nchwp_taps,)),
+    "im2col": OpKind(_run_im2col, _scratch_im2col, (P.conv2d_nchwp_im2col,)),
+    "bottleneck": OpKind(_run_bottleneck, _scratch_bottleneck, (P.bottleneck_nchwp,)),
+    "affine": OpKind(_run_affine, _no_scratch, (P.affine_nchwp,)),
+    "pool": OpKind(_run_pool, _no_scratch, (P.max_pool2d_nchwp,)),
+    "resize": OpKind(_run_resize, _scratch_resize, (P.resize_bilinear_nchwp,)),
     "copy": OpKind(_run_copy, _no_scratch),
 }
+
+
+def kernels_of(program) -> list:
+    """The parallel kernels the ops of a lowered ``Program`` call, each once."""
+    return list(dict.fromkeys(k for b in program.blocks() for op in b.ops for k in KINDS[op.kind].kernels))

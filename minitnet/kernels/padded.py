@@ -22,8 +22,12 @@ Convolutions are sgemm calls on these flat planes (``blas.sgemm_cm``):
   map in a per-worker scratch that stays in L2.
 
 Work is split into row bands (``nb`` per image, rows ``[i*H//nb, (i+1)*H//nb)``)
-dealt round-robin to ``T`` workers (``prange(T)``, one scratch slice per
-worker). BLAS must be single-threaded meanwhile (``blas.single_threaded_blas``).
+dealt round-robin to ``T`` workers, one scratch slice per worker: each kernel is the
+code of worker ``w`` (``kernels.parallel.parallel_kernel``: numba compiles it once and
+runs the T workers on its threads). BLAS must be single-threaded meanwhile
+(``blas.single_threaded_blas``). Helpers that one kernel alone calls are
+``inline="always"``: numba types them inside that kernel and LLVM compiles them once
+(a separate function is compiled on its own and again in every kernel it is linked into).
 Channel offsets (``cx``, ``co``, ``cr``) address a slice of a larger map, so
 producers write straight into the slot of the concatenation that consumes them.
 ``act``: 0 none, 1 relu, 2 relu6.
@@ -31,15 +35,16 @@ producers write straight into the slot of the concatenation that consumes them.
 
 import numba
 import numpy as np
-from numba import prange
 
 from minitnet.kernels.blas import sgemm_cm
 from minitnet.kernels.elementwise import apply_act
+from minitnet.kernels.parallel import F32_1D, F32_2D, F32_3D, F32_4D, parallel_kernel
 from minitnet.kernels.pool import max_row, nanmax
 from minitnet.kernels.resize import resize_band
 
 _ZERO = np.float32(0.0)
 _NEG_INF = np.float32(-np.inf)
+_TABLE = f"Tuple((uint64[::1], uint64[::1], {F32_1D}, {F32_1D}))"  # a bilinear_table: (i0, i1, l0, l1)
 
 
 @numba.njit(cache=True, inline="always")
@@ -62,7 +67,7 @@ def band_run(y0, y1, Wp):
     return (y0 + 1) * Wp + 1, (y1 - y0) * Wp - 2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def epilogue_nchwp(out, n, co, y0, y1, b, res, cr, has_res, act):
     """Rows [y0, y1) of out[n, co:co+C]: zero the border columns, then
     interior = act(interior + b[c] + res[n, cr + c]).
@@ -87,8 +92,10 @@ def epilogue_nchwp(out, n, co, y0, y1, b, res, cr, has_res, act):
                     o[i] = apply_act(o[i] + bias, act)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def conv2d_nchwp_taps(x, cx, wt, offs, b, res, cr, has_res, act, out, co, nb, T):
+@parallel_kernel(f"{F32_4D}, int64, {F32_3D}, int64[::1], {F32_1D}, {F32_4D}, int64, boolean, int64, "
+                  f"{F32_4D}, int64, int64, int64",
+                 weight=1.3)
+def conv2d_nchwp_taps(w, x, cx, wt, offs, b, res, cr, has_res, act, out, co, nb, T):
     """Stride-1 "same" conv as one sgemm per tap, fused epilogue, parallel over row bands.
 
     out[n, co+o] = act(sum_t wt[t] @ shift_t(x[n, cx:cx+C_in]) + b + res[n, cr+o]).
@@ -102,18 +109,17 @@ def conv2d_nchwp_taps(x, cx, wt, offs, b, res, cr, has_res, act, out, co, nb, T)
     taps, C_out, C_in = wt.shape
     plane = Hp * Wp
     wf = wt.reshape(-1)
-    for w in prange(T):
-        for task in range(w, N * nb, T):
-            n, y0, y1 = task_band(task, nb, Hp - 2)
-            xf, of = x[n].reshape(-1), out[n].reshape(-1)
-            q0, M = band_run(y0, y1, Wp)
-            for t in range(taps):
-                sgemm_cm(M, C_out, C_in, xf, cx * plane + q0 + offs[t], plane, wf, t * C_out * C_in, C_in,
-                         0.0 if t == 0 else 1.0, of, co * plane + q0, plane)
-            epilogue_nchwp(out, n, co, y0, y1, b, res, cr, has_res, act)
+    for task in range(w, N * nb, T):
+        n, y0, y1 = task_band(task, nb, Hp - 2)
+        xf, of = x[n].reshape(-1), out[n].reshape(-1)
+        q0, M = band_run(y0, y1, Wp)
+        for t in range(taps):
+            sgemm_cm(M, C_out, C_in, xf, cx * plane + q0 + offs[t], plane, wf, t * C_out * C_in, C_in,
+                     0.0 if t == 0 else 1.0, of, co * plane + q0, plane)
+        epilogue_nchwp(out, n, co, y0, y1, b, res, cr, has_res, act)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def im2col_nchwp(x, n, cx, geom, y0, y1, OWp, col):
     """Unfold output rows [y0, y1) of image n: col[(ci*KH + ky)*KW + kx, (oy - y0)*OWp + ox]
     = x[n, cx+ci, oy*stride + ky - padding + 1, ox*stride + kx - padding + 1] for ox < OW = OWp - 2,
@@ -139,8 +145,10 @@ def im2col_nchwp(x, n, cx, geom, y0, y1, OWp, col):
                 dst[j] = _ZERO
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def conv2d_nchwp_im2col(x, cx, w2, geom, b, act, out, co, nb, col, T):
+@parallel_kernel(f"{F32_4D}, int64, {F32_2D}, UniTuple(int64, 4), {F32_1D}, int64, {F32_4D}, int64, int64, "
+                  f"{F32_2D}, int64",
+                 weight=1.5)
+def conv2d_nchwp_im2col(w, x, cx, w2, geom, b, act, out, co, nb, col, T):
     """Dense conv (any stride, padding <= 1) as band-wise im2col + one sgemm, fused epilogue;
     ``geom`` = (KH, KW, stride, padding).
 
@@ -153,17 +161,16 @@ def conv2d_nchwp_im2col(x, cx, w2, geom, b, act, out, co, nb, col, T):
     OHp, OWp = out.shape[2], out.shape[3]
     plane = OHp * OWp
     wf = w2.reshape(-1)
-    for w in prange(T):
-        for task in range(w, N * nb, T):
-            n, y0, y1 = task_band(task, nb, OHp - 2)
-            q0, M = band_run(y0, y1, OWp)
-            cv = col[w, :K * M].reshape(K, M)
-            im2col_nchwp(x, n, cx, geom, y0, y1, OWp, cv)
-            sgemm_cm(M, C_out, K, col[w], 0, M, wf, 0, K, 0.0, out[n].reshape(-1), co * plane + q0, plane)
-            epilogue_nchwp(out, n, co, y0, y1, b, out, 0, False, act)  # no residual: out is a placeholder
+    for task in range(w, N * nb, T):
+        n, y0, y1 = task_band(task, nb, OHp - 2)
+        q0, M = band_run(y0, y1, OWp)
+        cv = col[w, :K * M].reshape(K, M)
+        im2col_nchwp(x, n, cx, geom, y0, y1, OWp, cv)
+        sgemm_cm(M, C_out, K, col[w], 0, M, wf, 0, K, 0.0, out[n].reshape(-1), co * plane + q0, plane)
+        epilogue_nchwp(out, n, co, y0, y1, b, out, 0, False, act)  # no residual: out is a placeholder
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def expand_epilogue(h, ldh, be, y0, r0, r1, Hp, Wp):
     """Rows r0 <= r < r1 of the expanded band (padded row y0 + r): h[c, r*Wp + j] = relu6(h + be[c])
     inside the image, 0 on the border (the depthwise conv's zero padding).
@@ -185,7 +192,7 @@ def expand_epilogue(h, ldh, be, y0, r0, r1, Hp, Wp):
                 o[i] = apply_act(o[i] + bias, 2)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd):
     """d[c, j] = relu6(bd[c] + sum_{ky,kx} wd[c, 3*ky + kx] * h[c, j + ky*Wp + kx]) for j < M.
 
@@ -211,7 +218,7 @@ def depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd):
             dc[j] = apply_act(v, 2)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def expand_band(x, n, we, be, y0, R, carry, h, ldh):
     """The expanded map of padded rows y0 .. y0+R+1 into h, relu6 and zero border applied.
     With ``carry`` the first two rows are already in h (the previous band's last two):
@@ -228,7 +235,7 @@ def expand_band(x, n, we, be, y0, R, carry, h, ldh):
     expand_epilogue(h, ldh, be, y0, r0, R + 2, Hp, Wp)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def carry_rows(h, ldh, C_h, R, Wp):
     """Move rows R, R+1 of every channel's band to rows 0, 1 (forward copy: safe when R < 2).
 
@@ -241,8 +248,10 @@ def carry_rows(h, ldh, C_h, R, Wp):
             hc[i] = hc[R * Wp + i]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def bottleneck_nchwp(x, we, be, wd, bd, wp, bp, out, nb, hid, dwo, T):
+@parallel_kernel(f"{F32_4D}, {F32_2D}, {F32_1D}, {F32_2D}, {F32_1D}, {F32_2D}, {F32_1D}, {F32_4D}, int64, "
+                  f"{F32_2D}, {F32_2D}, int64",
+                 weight=2.5)
+def bottleneck_nchwp(w, x, we, be, wd, bd, wp, bp, out, nb, hid, dwo, T):
     """Inverted residual, fused per row band: out = x + project(relu6(dw3x3(relu6(expand(x))))).
 
     Worker w takes the contiguous bands [w*nb/T, (w+1)*nb/T) of every image, in order: the
@@ -260,27 +269,27 @@ def bottleneck_nchwp(x, we, be, wd, bd, wp, bp, out, nb, hid, dwo, T):
     plane = Hp * Wp
     ldh, ldd = hid.shape[1] // C_h, dwo.shape[1] // C_h
     wpf = wp.reshape(-1)
-    for w in prange(T):
-        b0, b1 = band(w, T, nb)
-        h, d = hid[w], dwo[w]
-        for n in range(N):
-            of = out[n].reshape(-1)
-            Rp = 0  # rows of the previous band
-            for i in range(b0, b1):
-                y0, y1 = band(i, nb, Hp - 2)
-                R = y1 - y0
-                if i > b0:
-                    carry_rows(h, ldh, C_h, Rp, Wp)
-                expand_band(x, n, we, be, y0, R, i > b0, h, ldh)
-                M, q0 = R * Wp - 2, (y0 + 1) * Wp + 1
-                depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd)
-                sgemm_cm(M, C, C_h, d, 0, ldd, wpf, 0, C_h, 0.0, of, q0, plane)
-                epilogue_nchwp(out, n, 0, y0, y1, bp, x, 0, True, 0)
-                Rp = R
+    b0, b1 = band(w, T, nb)
+    h, d = hid[w], dwo[w]
+    for n in range(N):
+        of = out[n].reshape(-1)
+        Rp = 0  # rows of the previous band
+        for i in range(b0, b1):
+            y0, y1 = band(i, nb, Hp - 2)
+            R = y1 - y0
+            if i > b0:
+                carry_rows(h, ldh, C_h, Rp, Wp)
+            expand_band(x, n, we, be, y0, R, i > b0, h, ldh)
+            M, q0 = R * Wp - 2, (y0 + 1) * Wp + 1
+            depthwise3x3_flat(h, ldh, wd, bd, Wp, M, d, ldd)
+            sgemm_cm(M, C, C_h, d, 0, ldd, wpf, 0, C_h, 0.0, of, q0, plane)
+            epilogue_nchwp(out, n, 0, y0, y1, bp, x, 0, True, 0)
+            Rp = R
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def affine_nchwp(x, cx, scale, shift, act, out, co):
+@parallel_kernel(f"{F32_4D}, int64, {F32_1D}, {F32_1D}, int64, {F32_4D}, int64, int64",
+                 weight=0.5)
+def affine_nchwp(w, x, cx, scale, shift, act, out, co, T):
     """out[n, co+c] = act(x[n, cx+c] * scale[c] + shift[c]) on the interior; borders untouched.
 
     Shapes:
@@ -288,7 +297,8 @@ def affine_nchwp(x, cx, scale, shift, act, out, co):
     """
     N, Hp, Wp = x.shape[0], x.shape[2], x.shape[3]
     C = scale.shape[0]
-    for t in prange(N * C):
+    t0, t1 = band(w, T, N * C)
+    for t in range(t0, t1):
         n, c = t // C, t % C
         s, h = scale[c], shift[c]
         for y in range(1, Hp - 1):
@@ -311,8 +321,9 @@ def max_row2(src, OW, dst):
         dst[full] = nanmax(dst[full], src[2 * full])
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def max_pool2d_nchwp(x, cx, C, k, scale, shift, act, has_affine, out, co):
+@parallel_kernel(f"{F32_4D}, int64, int64, int64, {F32_1D}, {F32_1D}, int64, boolean, {F32_4D}, int64, int64",
+                 weight=1.2)
+def max_pool2d_nchwp(w, x, cx, C, k, scale, shift, act, has_affine, out, co, T):
     """out[n, co+c] = max_pool2d(x[n, cx+c], k, stride k, ceil_mode) on interiors (windows
     clipped to the image, never to the zero border), then, if has_affine, the folded
     BatchNorm that follows it: act(out * scale[c] + shift[c]). NaN propagates.
@@ -323,11 +334,13 @@ def max_pool2d_nchwp(x, cx, C, k, scale, shift, act, has_affine, out, co):
     """
     N, H, W = x.shape[0], x.shape[2] - 2, x.shape[3] - 2
     OH, OW = out.shape[2] - 2, out.shape[3] - 2
-    for t in prange(N * C):
+    t0, t1 = band(w, T, N * C)
+    for t in range(t0, t1):
         n, c = t // C, t % C
         for oy in range(OH):
             orow = out[n, co + c, oy + 1, 1:OW + 1]  # seek to the interior of out[n, co + c, oy + 1]
-            orow[:] = _NEG_INF
+            for i in range(OW):  # a loop, not orow[:] = ..: numba's slice fill is a slow generic path
+                orow[i] = _NEG_INF
             for iy in range(oy * k, min(oy * k + k, H)):
                 src = x[n, cx + c, iy + 1, 1:W + 1]
                 if k == 2:
@@ -340,8 +353,9 @@ def max_pool2d_nchwp(x, cx, C, k, scale, shift, act, has_affine, out, co):
                     orow[i] = apply_act(orow[i] * s + h, act)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def resize_bilinear_nchwp(x, cx, C, ytab, xtab, out, co, pad_out, S, scratch, T):
+@parallel_kernel(f"{F32_4D}, int64, int64, {_TABLE}, {_TABLE}, {F32_4D}, int64, int64, int64, {F32_2D}, int64",
+                 weight=0.8)
+def resize_bilinear_nchwp(w, x, cx, C, ytab, xtab, out, co, pad_out, S, scratch, T):
     """Separable bilinear resize of padded interiors, torch's arithmetic order:
     h[y, ox] = x[y, ix0]*lx0 + x[y, ix1]*lx1, then out[oy] = h[iy0]*ly0 + h[iy1]*ly1
     (the same float ops, in the same order, as ``upsample_bilinear_nchw``).
@@ -358,12 +372,11 @@ def resize_bilinear_nchwp(x, cx, C, ytab, xtab, out, co, pad_out, S, scratch, T)
     N = x.shape[0]
     iy0, iy1 = ytab[0], ytab[1]
     OH, OW = iy0.shape[0], xtab[0].shape[0]
-    for w in prange(T):
-        for t in range(w, N * C * S, T):
-            n, c = t // (C * S), (t // S) % C
-            oy0, oy1 = band(t % S, S, OH)
-            if oy0 == oy1:
-                continue
-            h = scratch[w, :(iy1[oy1 - 1] + 1 - iy0[oy0]) * OW].reshape(-1, OW)
-            resize_band(x, n, cx + c, 1, ytab, xtab, oy0, oy1, h, out, co + c, pad_out)
+    for t in range(w, N * C * S, T):
+        n, c = t // (C * S), (t // S) % C
+        oy0, oy1 = band(t % S, S, OH)
+        if oy0 == oy1:
+            continue
+        h = scratch[w, :(iy1[oy1 - 1] + 1 - iy0[oy0]) * OW].reshape(-1, OW)
+        resize_band(x, n, cx + c, 1, ytab, xtab, oy0, oy1, h, out, co + c, pad_out)
 

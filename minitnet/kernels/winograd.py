@@ -15,7 +15,8 @@ rounded once), so a conv with C_in channels costs 16*C_in multiply-adds per
 products regrouped, within a few float32 ulps of the direct conv at the
 channel counts used here (tests compare with torch).
 
-Work is split into bands of tile rows dealt to ``T`` workers; a band's V
+Work is split into bands of tile rows dealt to ``T`` workers (a ``parallel_kernel``, as in
+``padded``); a band's V
 (16 x C_in x tiles) and M (16 x C_out x tiles) live in the worker's scratch,
 sized (~1 MiB) to stay in L2 -- the sgemm calls run at BLAS speed only when
 their operands are cache-resident (a band of a few hundred tiles, not thousands;
@@ -23,11 +24,11 @@ their operands are cache-resident (a band of a few hundred tiles, not thousands;
 """
 import numba
 import numpy as np
-from numba import prange
 
 from minitnet.kernels.blas import sgemm_cm
 from minitnet.kernels.elementwise import act_row
 from minitnet.kernels.padded import task_band
+from minitnet.kernels.parallel import F32_1D, F32_2D, F32_3D, F32_4D, parallel_kernel
 
 _ZERO = np.float32(0.0)
 _ONE = np.float32(1.0)
@@ -68,7 +69,7 @@ def _bt_cols(a, V, k, ci, t, TW):
         v3[tx] = x1 - x3
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def winograd_input(x, n, cx, C_in, ty0, ty1, TW, tmp, V):
     """V[xi, ci, (ty - ty0)*TW + tx] = (B^T d B)[xi] of the 4x4 patch of tile (ty, tx) of x[n, cx+ci]
     (padded rows 2*ty.., columns 2*tx..); patch pixels past the padded map (odd H or W) read as 0.
@@ -98,7 +99,7 @@ def winograd_input(x, n, cx, C_in, ty0, ty1, TW, tmp, V):
                 _bt_cols(tmp[k], V, k, ci, t, TW)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def winograd_output(Mw, n, ty0, ty1, TW, b, res, cr, has_res, act, tmp, out, co):
     """out[n, co+o] rows 2*ty0.. = act(A^T M A + b[o] + res[n, cr+o]) for the band's tiles
     (outputs past H or W of a partial tile are dropped). Rows of A^T M first (into ``tmp``).
@@ -147,8 +148,10 @@ def _at_cols(q0, q1, q2, q3, bias, n, orow):
         f[c] = q1[tx] - q2[tx] - q3[tx] + bias
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def conv2d_nchwp_winograd(x, cx, U, b, res, cr, has_res, act, out, co, nb, scratch, T):
+@parallel_kernel(f"{F32_4D}, int64, {F32_3D}, {F32_1D}, {F32_4D}, int64, boolean, int64, {F32_4D}, int64, "
+                  f"int64, UniTuple({F32_2D}, 3), int64",
+                 weight=4)
+def conv2d_nchwp_winograd(w, x, cx, U, b, res, cr, has_res, act, out, co, nb, scratch, T):
     """3x3 stride-1 padding-1 conv by F(2x2, 3x3), fused epilogue, parallel over bands of tile rows.
 
     out[n, co+o] = act(conv3x3(x[n, cx:cx+C_in], w)[o] + b[o] + res[n, cr+o]).
@@ -164,14 +167,13 @@ def conv2d_nchwp_winograd(x, cx, U, b, res, cr, has_res, act, out, co, nb, scrat
     _, C_out, C_in = U.shape
     TH, TW = (H + 1) // 2, (W + 1) // 2
     Uf = U.reshape(-1)
-    for w in prange(T):
-        for task in range(w, N * nb, T):
-            n, ty0, ty1 = task_band(task, nb, TH)
-            nt = (ty1 - ty0) * TW
-            v, m = V[w, :16 * C_in * nt], Mw[w, :16 * C_out * nt]
-            tw = tmp[w, :4 * (W + 4)].reshape(4, W + 4)
-            winograd_input(x, n, cx, C_in, ty0, ty1, TW, tw, v.reshape(16, C_in, nt))
-            for xi in range(16):
-                sgemm_cm(nt, C_out, C_in, v, xi * C_in * nt, nt, Uf, xi * C_out * C_in, C_in, 0.0,
-                         m, xi * C_out * nt, nt)
-            winograd_output(m.reshape(16, C_out, nt), n, ty0, ty1, TW, b, res, cr, has_res, act, tw, out, co)
+    for task in range(w, N * nb, T):
+        n, ty0, ty1 = task_band(task, nb, TH)
+        nt = (ty1 - ty0) * TW
+        v, m = V[w, :16 * C_in * nt], Mw[w, :16 * C_out * nt]
+        tw = tmp[w, :4 * (W + 4)].reshape(4, W + 4)
+        winograd_input(x, n, cx, C_in, ty0, ty1, TW, tw, v.reshape(16, C_in, nt))
+        for xi in range(16):
+            sgemm_cm(nt, C_out, C_in, v, xi * C_in * nt, nt, Uf, xi * C_out * C_in, C_in, 0.0,
+                     m, xi * C_out * nt, nt)
+        winograd_output(m.reshape(16, C_out, nt), n, ty0, ty1, TW, b, res, cr, has_res, act, tw, out, co)
