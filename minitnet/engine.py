@@ -31,8 +31,10 @@ from .config import ItNetConfig
 from .errors import ConfigError, ShapeError
 from .executor import FloatBackend, run as run_graph
 from .fused import FusedOptions, FusedPlan, compile_plan
+from .fused.kinds import kernels_of
 from .graph import Graph, build_graph
 from .inputs import check_logits, prepare_input
+from .jit import compile_kernels
 from .weights import BN_EPS, WeightFile, fold_weights, read_hdf5
 
 __all__ = ["ItNet", "load"]
@@ -105,7 +107,10 @@ class ItNet:
         fused lowering (the node-by-node executor then runs it)."""
         key = (graph.height, graph.width)
         if key not in self._plans:
-            self._plans[key] = compile_plan(graph, self.params, self._prepared, self.fused_options)
+            plan = compile_plan(graph, self.params, self._prepared, self.fused_options)
+            if plan is not None:  # its kernels, before the first run (a cold start: in parallel processes)
+                compile_kernels(kernels_of(plan.program))
+            self._plans[key] = plan
         return self._plans[key]
 
     def release(self):

@@ -9,18 +9,28 @@ the Python version changes, or on another CPU model (Numba compiles for the host
 ``compile_notice()`` says so, once per process, when the first kernel of minitnet or the
 emulator actually compiles (a cache miss: Numba's ``numba:compile`` event fires only then),
 so a cold start is not a silent wait. ``minitnet warmup`` compiles ahead of time.
+
+``compile_kernels`` compiles the parallel kernels a fused plan needs before it runs, and on a
+cold cache splits them (by their ``weight``) between this process and helper processes
+(``python -m minitnet.jit MODULE:KERNEL ...``) that write numba's cache: on two cores a cold
+start takes about half the time. ``MINITNET_COMPILE_WORKERS`` sets the number of processes
+(default: 2 where there are two or more CPUs; 1: no helper). A helper that fails changes
+nothing but the time: this process compiles what is not cached.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import importlib
 import os
+import subprocess
 import sys
 import threading
 
 from numba.core import event
 
-__all__ = ["compile_notice", "cache_location", "CompileCounter"]
+__all__ = ["compile_notice", "cache_location", "CompileCounter", "compile_kernels", "compile_workers"]
 
 #: modules whose kernels the notice is about
 _OURS = ("minitnet.", "emulator.")
@@ -33,18 +43,21 @@ def cache_location() -> str:
 
 class CompileCounter(event.Listener):
     """A listener of Numba's ``numba:compile`` event counting the kernels of minitnet and the
-    emulator that compile (cache misses): ``compiled``."""
+    emulator that compile (cache misses): ``compiled`` in all, ``kernels`` {module.qualname:
+    versions compiled}."""
 
     def __init__(self):
         self.compiled = 0
+        self.kernels: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
 
     def on_start(self, ev):
-        disp = (ev.data or {}).get("dispatcher")
-        mod = getattr(getattr(disp, "py_func", None), "__module__", "") or ""
+        func = getattr((ev.data or {}).get("dispatcher"), "py_func", None)
+        mod = getattr(func, "__module__", "") or ""
         if mod.startswith(_OURS):
             with self._lock:
                 self.compiled += 1
+                self.kernels[f"{mod}.{func.__qualname__}"] += 1
                 first = self.compiled == 1
             if first:
                 self.first_compile()
@@ -77,3 +90,77 @@ def compile_notice(stream=None, label: str = "minitnet: "):
     listener = _Notice(stream if stream is not None else sys.stderr, label)
     with event.install_listener("numba:compile", listener):
         yield listener
+
+
+def compile_workers() -> int:
+    """Processes that share a cold start's compiling: ``MINITNET_COMPILE_WORKERS`` (>= 1), else 2
+    where the machine has two or more CPUs, else 1."""
+    env = os.environ.get("MINITNET_COMPILE_WORKERS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            from .errors import ConfigError
+
+            raise ConfigError(f"MINITNET_COMPILE_WORKERS={env!r}: expected a whole number >= 1 (1: no helper "
+                              f"processes)") from None
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
+def _split(kernels: list, parts: int) -> list[list]:
+    """``kernels`` in ``parts`` groups of about equal total weight (largest first, each to the
+    lightest group); group 0, this process's, also carries the helpers' start-up."""
+    groups, load = [[] for _ in range(parts)], [0.0] + [1.0] * (parts - 1)
+    for k in sorted(kernels, key=lambda k: -k.weight):
+        i = load.index(min(load))
+        groups[i].append(k)
+        load[i] += k.weight
+    return groups
+
+
+_COMPILE_LOCK = threading.Lock()
+
+
+def compile_kernels(kernels, workers: int | None = None) -> list:
+    """Compile (or load from numba's cache) every ``minitnet.kernels.parallel.ParallelKernel`` of
+    ``kernels``; the ones not cached are split between this process and ``workers - 1`` helper
+    processes (default ``compile_workers()``). Returns the kernels compiled here."""
+    kernels = list(dict.fromkeys(kernels))
+    workers = compile_workers() if workers is None else max(1, int(workers))
+    with _COMPILE_LOCK:
+        missing = [k for k in kernels if not k.cached()]
+        groups = _split(missing, min(workers, len(missing))) if len(missing) > 1 and workers > 1 else [missing]
+        helpers = [h for h in map(_start_helper, filter(None, groups[1:])) if h is not None]
+        try:
+            for k in groups[0]:
+                k.compile()
+            for h in helpers:
+                h.wait()
+        finally:
+            for h in helpers:  # interrupted: no helper outlives the call
+                if h.poll() is None:
+                    h.kill()
+                    h.wait()
+        for k in kernels:  # load what the helpers wrote (or compile what a failed helper left)
+            k.compile()
+    return groups[0]
+
+
+def _start_helper(kernels):
+    try:
+        return subprocess.Popen([sys.executable, "-m", "minitnet.jit", *(k.name for k in kernels)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:  # no process to be had: this one compiles them after its own
+        return None
+
+
+def _helper_main(names) -> int:
+    """Compile the kernels named ``module:qualname`` (a helper process of ``compile_kernels``)."""
+    for name in names:
+        module, _, qualname = name.partition(":")
+        getattr(importlib.import_module(module), qualname).compile()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_helper_main(sys.argv[1:]))
