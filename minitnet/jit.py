@@ -14,8 +14,8 @@ so a cold start is not a silent wait. ``minitnet warmup`` compiles ahead of time
 cold cache splits them (by their ``weight``) between this process and helper processes
 (``python -m minitnet.jit MODULE:KERNEL ...``) that write numba's cache: on two cores a cold
 start takes about half the time. ``MINITNET_COMPILE_WORKERS`` sets the number of processes
-(default: 2 where there are two or more CPUs; 1: no helper). A helper that fails changes
-nothing but the time: this process compiles what is not cached.
+(default: 2 when a second CPU is free, ``compile_workers``; 1: no helper). A helper that
+fails changes nothing but the time: this process compiles what is not cached.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def compile_notice(stream=None, label: str = "minitnet: "):
 
 def compile_workers() -> int:
     """Processes that share a cold start's compiling: ``MINITNET_COMPILE_WORKERS`` (>= 1), else 2
-    where the machine has two or more CPUs, else 1."""
+    when a second CPU is about free (the CPUs this process may use less the 1-minute load
+    average >= 1.5), else 1: on busy cores a helper would only add its start-up."""
     env = os.environ.get("MINITNET_COMPILE_WORKERS", "").strip()
     if env:
         try:
@@ -104,13 +105,22 @@ def compile_workers() -> int:
 
             raise ConfigError(f"MINITNET_COMPILE_WORKERS={env!r}: expected a whole number >= 1 (1: no helper "
                               f"processes)") from None
-    return 2 if (os.cpu_count() or 1) >= 2 else 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform: count the CPUs only
+        load = 0.0
+    return 2 if cpus - load >= 1.5 else 1
+
+
+#: a helper's start-up (importing numba and the kernels), in the CPU seconds of kernel weights
+_HELPER_START = 0.8
 
 
 def _split(kernels: list, parts: int) -> list[list]:
     """``kernels`` in ``parts`` groups of about equal total weight (largest first, each to the
-    lightest group); group 0, this process's, also carries the helpers' start-up."""
-    groups, load = [[] for _ in range(parts)], [0.0] + [1.0] * (parts - 1)
+    lightest group); the helpers' groups (all but 0, this process's) start with their start-up."""
+    groups, load = [[] for _ in range(parts)], [0.0] + [_HELPER_START] * (parts - 1)
     for k in sorted(kernels, key=lambda k: -k.weight):
         i = load.index(min(load))
         groups[i].append(k)

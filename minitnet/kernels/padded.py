@@ -94,7 +94,7 @@ def epilogue_nchwp(out, n, co, y0, y1, b, res, cr, has_res, act):
 
 @parallel_kernel(f"{F32_4D}, int64, {F32_3D}, int64[::1], {F32_1D}, {F32_4D}, int64, boolean, int64, "
                   f"{F32_4D}, int64, int64, int64",
-                 weight=1.3)
+                 weight=0.85)
 def conv2d_nchwp_taps(w, x, cx, wt, offs, b, res, cr, has_res, act, out, co, nb, T):
     """Stride-1 "same" conv as one sgemm per tap, fused epilogue, parallel over row bands.
 
@@ -147,7 +147,7 @@ def im2col_nchwp(x, n, cx, geom, y0, y1, OWp, col):
 
 @parallel_kernel(f"{F32_4D}, int64, {F32_2D}, UniTuple(int64, 4), {F32_1D}, int64, {F32_4D}, int64, int64, "
                   f"{F32_2D}, int64",
-                 weight=1.5)
+                 weight=1.1)
 def conv2d_nchwp_im2col(w, x, cx, w2, geom, b, act, out, co, nb, col, T):
     """Dense conv (any stride, padding <= 1) as band-wise im2col + one sgemm, fused epilogue;
     ``geom`` = (KH, KW, stride, padding).
@@ -250,7 +250,7 @@ def carry_rows(h, ldh, C_h, R, Wp):
 
 @parallel_kernel(f"{F32_4D}, {F32_2D}, {F32_1D}, {F32_2D}, {F32_1D}, {F32_2D}, {F32_1D}, {F32_4D}, int64, "
                   f"{F32_2D}, {F32_2D}, int64",
-                 weight=2.5)
+                 weight=2.1)
 def bottleneck_nchwp(w, x, we, be, wd, bd, wp, bp, out, nb, hid, dwo, T):
     """Inverted residual, fused per row band: out = x + project(relu6(dw3x3(relu6(expand(x))))).
 
@@ -288,7 +288,7 @@ def bottleneck_nchwp(w, x, we, be, wd, bd, wp, bp, out, nb, hid, dwo, T):
 
 
 @parallel_kernel(f"{F32_4D}, int64, {F32_1D}, {F32_1D}, int64, {F32_4D}, int64, int64",
-                 weight=0.5)
+                 weight=0.45)
 def affine_nchwp(w, x, cx, scale, shift, act, out, co, T):
     """out[n, co+c] = act(x[n, cx+c] * scale[c] + shift[c]) on the interior; borders untouched.
 
@@ -322,7 +322,7 @@ def max_row2(src, OW, dst):
 
 
 @parallel_kernel(f"{F32_4D}, int64, int64, int64, {F32_1D}, {F32_1D}, int64, boolean, {F32_4D}, int64, int64",
-                 weight=1.2)
+                 weight=0.95)
 def max_pool2d_nchwp(w, x, cx, C, k, scale, shift, act, has_affine, out, co, T):
     """out[n, co+c] = max_pool2d(x[n, cx+c], k, stride k, ceil_mode) on interiors (windows
     clipped to the image, never to the zero border), then, if has_affine, the folded
@@ -354,7 +354,7 @@ def max_pool2d_nchwp(w, x, cx, C, k, scale, shift, act, has_affine, out, co, T):
 
 
 @parallel_kernel(f"{F32_4D}, int64, int64, {_TABLE}, {_TABLE}, {F32_4D}, int64, int64, int64, {F32_2D}, int64",
-                 weight=0.8)
+                 weight=0.7)
 def resize_bilinear_nchwp(w, x, cx, C, ytab, xtab, out, co, pad_out, S, scratch, T):
     """Separable bilinear resize of padded interiors, torch's arithmetic order:
     h[y, ox] = x[y, ix0]*lx0 + x[y, ix1]*lx1, then out[oy] = h[iy0]*ly0 + h[iy1]*ly1

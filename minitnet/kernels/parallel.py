@@ -101,16 +101,33 @@ def _call_entry(typingctx, entry, w, p, worker):
     return types.none(entry, w, p, worker), codegen
 
 
+def _borrowed(context, builder, typ, value):
+    """``value`` of numba type ``typ`` with every array in it (tuples too) borrowed: no meminfo,
+    no parent. The worker's views of it then skip numba's reference counting (atomic counts
+    on the same few buffers from every thread), as in a ``prange`` body; the caller holds
+    the arrays for the whole call."""
+    if isinstance(typ, types.Array):
+        ary = context.make_array(typ)(context, builder, value=value)
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        return ary._getvalue()
+    if isinstance(typ, types.BaseTuple):
+        for i, t in enumerate(typ.types):
+            value = builder.insert_value(value, _borrowed(context, builder, t, builder.extract_value(value, i)), i)
+    return value
+
+
 @intrinsic
 def _call_worker(typingctx, worker, w, p, tupref):
-    """``worker(w, *args)`` with ``args`` the tuple of type ``tupref`` stored at ``p``: numba's C
-    wrapper of a worker takes each argument as its LLVM value."""
+    """``worker(w, *args)`` with ``args`` the tuple of type ``tupref`` stored at ``p`` (arrays
+    borrowed): numba's C wrapper of a worker takes each argument as its LLVM value."""
     tup = tupref.instance_type
 
     def codegen(context, builder, sig, llargs):
         addr, wv, pv, _ = llargs
         packed = builder.load(builder.inttoptr(pv, context.get_value_type(tup).as_pointer()))
-        return _call_address(context, builder, addr, [wv, *cgutils.unpack_tuple(builder, packed, len(tup))])
+        args = [_borrowed(context, builder, t, v) for t, v in zip(tup.types, cgutils.unpack_tuple(builder, packed, len(tup)))]
+        return _call_address(context, builder, addr, [wv, *args])
     return types.none(worker, w, p, tupref), codegen
 
 
@@ -228,8 +245,8 @@ def _dummy(t):
 def parallel_kernel(signature: str, weight: float = 1.0, **options):
     """Decorator: ``worker(w, *args)`` -> a ``ParallelKernel`` taking ``args`` of ``signature``
     (numba's types, comma-separated; the last is the worker count T, int64). ``weight``: its
-    compile time relative to other kernels (splits a cold start between processes,
-    ``minitnet.jit.compile_kernels``); ``options`` go to ``numba.njit`` for the worker."""
+    compile time, about, in CPU seconds (what ``minitnet.jit.compile_kernels`` splits a cold
+    start by); ``options`` go to ``numba.njit`` for the worker."""
     def wrap(worker):
         return ParallelKernel(worker, signature, weight, **options)
     return wrap

@@ -150,7 +150,7 @@ def _at_cols(q0, q1, q2, q3, bias, n, orow):
 
 @parallel_kernel(f"{F32_4D}, int64, {F32_3D}, {F32_1D}, {F32_4D}, int64, boolean, int64, {F32_4D}, int64, "
                   f"int64, UniTuple({F32_2D}, 3), int64",
-                 weight=4)
+                 weight=3.4)
 def conv2d_nchwp_winograd(w, x, cx, U, b, res, cr, has_res, act, out, co, nb, scratch, T):
     """3x3 stride-1 padding-1 conv by F(2x2, 3x3), fused epilogue, parallel over bands of tile rows.
 
