@@ -1,7 +1,7 @@
 """Numba compilation, seen from the user's side.
 
 The kernels are ``@njit(cache=True)``: the first run on a machine compiles each kernel a
-model needs (tens of seconds in all) and writes it to Numba's cache (the ``__pycache__``
+model needs (10-15 s of CPU for the fused engine) and writes it to Numba's cache (the ``__pycache__``
 folders beside the modules, or ``NUMBA_CACHE_DIR``); later processes load it in well under
 a second. The cache of a kernel is invalidated when its source file changes, when Numba or
 the Python version changes, or on another CPU model (Numba compiles for the host CPU).
@@ -13,7 +13,7 @@ so a cold start is not a silent wait. ``minitnet warmup`` compiles ahead of time
 ``compile_kernels`` compiles the parallel kernels a fused plan needs before it runs, and on a
 cold cache splits them (by their ``weight``) between this process and helper processes
 (``python -m minitnet.jit MODULE:KERNEL ...``) that write numba's cache: on two cores a cold
-start takes about half the time. ``MINITNET_COMPILE_WORKERS`` sets the number of processes
+start takes about two thirds of the time. ``MINITNET_COMPILE_WORKERS`` sets the number of processes
 (default: 2 when a second CPU is free, ``compile_workers``; 1: no helper). A helper that
 fails changes nothing but the time: this process compiles what is not cached.
 """
