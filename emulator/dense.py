@@ -225,6 +225,26 @@ def _piece_tiles(t0, t1, tiles, keys, cf, m, bufs, chunk, ep, of, mb):
         tile_epilogue(y, var, ti[t], tiles.tf[t], keys[t], chunk, ep, sv, of)
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _pad_plane(plane, padding, dac, L, step, bound, dst):
+    """dst = ``plane`` zero-padded by ``padding``, flattened row by row at width Wp = W + 2*padding,
+    then zeros to dst's end; through the DAC quantise(.; L, step, bound) if ``dac``, else copied
+    as it is (per-vector scaling quantises later, once per pixel a value serves)."""
+    H, W = plane.shape
+    Wp = W + 2 * padding
+    dst[:padding * Wp] = _ZERO
+    for iy in range(H):
+        row = dst[(iy + padding) * Wp:(iy + padding + 1) * Wp]
+        row[:padding] = _ZERO
+        row[padding + W:] = _ZERO
+        d, src = row[padding:padding + W], plane[iy]
+        if dac:
+            _dac_copy(src, 1, L, step, bound, d)
+        else:
+            d[:] = src
+    dst[(H + padding) * Wp:] = _ZERO
+
+
 # --- per-vector scaling of a stride-1 dense conv: the unfolded chunk from padded planes ----------
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -235,17 +255,8 @@ def pad_planes(x, n, padding, planes):
 
     Shapes: x: (N, C, H, W)  planes: (C, S) with S >= (H + 2*padding) * Wp
     """
-    H, W = x.shape[2], x.shape[3]
-    Wp = W + 2 * padding
     for c in prange(planes.shape[0]):
-        dst = planes[c]
-        dst[:padding * Wp] = _ZERO
-        for iy in range(H):
-            row = dst[(iy + padding) * Wp:(iy + padding + 1) * Wp]
-            row[:padding] = _ZERO
-            row[padding + W:] = _ZERO
-            row[padding:padding + W] = x[n, c, iy]
-        dst[(H + padding) * Wp:] = _ZERO
+        _pad_plane(x[n, c], padding, False, 0, _ZERO, _ZERO, planes[c])
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -357,23 +368,11 @@ def dac_pad_planes(x, n, padding, taps, planes, sq):
     Shapes:
       x: (N, C_in, H, W)  planes, sq: (rows, S) with S >= (H + 2*padding) * (W + 2*padding)
     """
-    H, W = x.shape[2], x.shape[3]
-    Wp = W + 2 * padding
     S = planes.shape[1]
     for r in prange(planes.shape[0]):
         c, p = taps.plane_ch[r], taps.plane_piece[r]
-        s, bnd = taps.piece_dac[p, 0], taps.piece_dac[p, 1]
         dst = planes[r]
-        dst[:padding * Wp] = _ZERO
-        for iy in range(H):
-            row = dst[(iy + padding) * Wp:(iy + padding + 1) * Wp]
-            row[:padding] = _ZERO
-            row[padding + W:] = _ZERO
-            src = x[n, c, iy]
-            d = row[padding:padding + W]
-            for i in range(W):
-                d[i] = quantise(src[i], taps.in_L, s, bnd)
-        dst[(H + padding) * Wp:] = _ZERO
+        _pad_plane(x[n, c], padding, True, taps.in_L, taps.piece_dac[p, 0], taps.piece_dac[p, 1], dst)
         if taps.has_var:
             q = sq[r]
             for i in range(S):

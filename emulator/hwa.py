@@ -72,7 +72,7 @@ def _ste_quantise(v: torch.Tensor, L: int, bound: torch.Tensor) -> torch.Tensor:
 class _Layer:
     """One analog conv of the model: its module, plan, folded-weight draw and ADC layout."""
 
-    def __init__(self, name: str, module: nn.Conv2d, lay, plan, hw: HardwareConfig):
+    def __init__(self, name: str, module: nn.Conv2d, lay, plan):
         self.name, self.module, self.layer, self.plan = name, module, lay, plan
         cols = lay.out_channels
         # row pieces (dense) in plan order; tile index per (row piece, column)
@@ -125,7 +125,7 @@ class HWA:
             mod = model.get_submodule(name)
             if not isinstance(mod, nn.Conv2d):
                 raise ConfigError(f"HWA: layer {name!r} of the graph is a {type(mod).__name__} in the model")
-            self.layers[name] = _Layer(name, mod, self.graph.layers[name], plan, hw)
+            self.layers[name] = _Layer(name, mod, self.graph.layers[name], plan)
         dev = next(model.parameters()).device
         #: learned DAC range per analog layer (input units); NaN until the first batch sets it
         self.ranges = nn.ParameterDict({_key(n): nn.Parameter(torch.tensor(float("nan"), device=dev))
